@@ -1,0 +1,206 @@
+//! The guest end of the job channel: AF_VSOCK to the host, or a virtio-serial port.
+//!
+//! Which one is named on the kernel command line by the host runner:
+//! `vmjob.channel=vsock:PORT` or `vmjob.channel=virtio-serial:NAME`.
+
+use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, VsockAddr};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+use vm_wire::{FrameBuffer, GuestMsg, HostMsg, JobSpec, MAGIC, VERSION};
+
+/// The host's vsock CID.
+const HOST_CID: u32 = 2;
+/// How long the guest waits for the job after greeting the host.
+const JOB_WAIT: Duration = Duration::from_secs(60);
+/// A host that takes no bytes for this long is gone.
+const SEND_STALL: Duration = Duration::from_secs(60);
+
+/// A connected, framed channel to the host.
+pub struct Channel {
+    stream: File,
+    frames: FrameBuffer,
+    /// Set once a write fails: later sends are dropped instead of retried forever.
+    broken: bool,
+    /// Set once the host side closed or failed: stop polling it.
+    pub closed: bool,
+}
+
+impl Channel {
+    /// Connects over the channel named by `vmjob.channel=` in /proc/cmdline and greets the host.
+    pub fn connect_from_cmdline() -> Result<Self, String> {
+        let cmdline = std::fs::read_to_string("/proc/cmdline")
+            .map_err(|e| format!("reading /proc/cmdline: {e}"))?;
+        let spec = cmdline
+            .split_ascii_whitespace()
+            .find_map(|w| w.strip_prefix("vmjob.channel="))
+            .ok_or("no vmjob.channel= on the kernel command line")?;
+        let stream = match spec.split_once(':') {
+            Some(("vsock", port)) => {
+                let port: u32 = port
+                    .parse()
+                    .map_err(|_| format!("bad vsock port in vmjob.channel={spec}"))?;
+                connect_vsock(port)?
+            }
+            Some(("virtio-serial", name)) => open_virtio_port(name)?,
+            _ => return Err(format!("unknown channel vmjob.channel={spec}")),
+        };
+        let mut chan = Channel {
+            stream,
+            frames: FrameBuffer::new(),
+            broken: false,
+            closed: false,
+        };
+        chan.send(&GuestMsg::Hello {
+            magic: MAGIC,
+            version: VERSION,
+        });
+        if chan.broken {
+            return Err("the host did not accept the greeting".into());
+        }
+        Ok(chan)
+    }
+
+    /// Sends one message; a failure is logged once and the channel marked broken.
+    pub fn send(&mut self, msg: &GuestMsg) {
+        if self.broken {
+            return;
+        }
+        if let Err(e) = self.write_all_waiting(&msg.encode()) {
+            crate::console::log(&format!("init: lost the host channel: {e}"));
+            self.broken = true;
+        }
+    }
+
+    /// `write_all` for a non-blocking descriptor: waits for room instead of failing.
+    fn write_all_waiting(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        use std::io::ErrorKind;
+        while !data.is_empty() {
+            match self.stream.write(data) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if !crate::job::wait_writable(self.stream.as_fd(), SEND_STALL) {
+                        return Err(std::io::Error::new(
+                            ErrorKind::TimedOut,
+                            format!("host read nothing for {}s", SEND_STALL.as_secs()),
+                        ));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until everything sent has left this end.
+    pub fn flush(&mut self) {
+        let _ = self.stream.flush();
+        let _ = self.stream.sync_all();
+    }
+
+    /// The descriptor to poll for host messages.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+
+    /// Blocks until the host's job arrives.
+    pub fn receive_job(&mut self) -> Result<JobSpec, String> {
+        let deadline = Instant::now() + JOB_WAIT;
+        loop {
+            for msg in self.read_messages()? {
+                match msg {
+                    HostMsg::Job(spec) => return Ok(spec),
+                    HostMsg::Signal(sig) => {
+                        crate::console::log(&format!("init: signal {sig} before the job; ignored"))
+                    }
+                }
+            }
+            if self.closed {
+                return Err("the host closed the channel before sending a job".into());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("no job from the host within {}s", JOB_WAIT.as_secs()));
+            }
+            crate::job::wait_readable(self.fd(), left);
+        }
+    }
+
+    /// Reads what is available (one read) and returns the complete messages in it.
+    pub fn read_messages(&mut self) -> Result<Vec<HostMsg>, String> {
+        let mut buf = [0u8; 16 * 1024];
+        match self.stream.read(&mut buf) {
+            Ok(0) => {
+                self.closed = true;
+                return Ok(Vec::new());
+            }
+            Ok(n) => self.frames.push(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                self.closed = true;
+                return Err(format!("reading from the host: {e}"));
+            }
+        }
+        let mut msgs = Vec::new();
+        while let Some(body) = self.frames.next_frame().map_err(|e| e.to_string())? {
+            msgs.push(HostMsg::decode(&body).map_err(|e| format!("bad message from host: {e}"))?);
+        }
+        Ok(msgs)
+    }
+}
+
+fn connect_vsock(port: u32) -> Result<File, String> {
+    // The host listens before QEMU starts, but the transport may come up a moment late.
+    let mut last = String::new();
+    for _ in 0..5 {
+        let sock = socket(
+            AddressFamily::Vsock,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| format!("vsock socket: {e}"))?;
+        match connect(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            &VsockAddr::new(HOST_CID, port),
+        ) {
+            Ok(()) => {
+                set_nonblocking(sock.as_fd())?;
+                return Ok(File::from(sock));
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("vsock connect to {HOST_CID}:{port}: {last}"))
+}
+
+fn open_virtio_port(name: &str) -> Result<File, String> {
+    let ports =
+        std::fs::read_dir("/sys/class/virtio-ports").map_err(|e| format!("virtio-ports: {e}"))?;
+    for port in ports.flatten() {
+        let Ok(found) = std::fs::read_to_string(port.path().join("name")) else {
+            continue;
+        };
+        if found.trim_end() == name {
+            let dev = std::path::Path::new("/dev").join(port.file_name());
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&dev)
+                .map_err(|e| format!("open {}: {e}", dev.display()))?;
+            set_nonblocking(file.as_fd())?;
+            return Ok(file);
+        }
+    }
+    Err(format!("no virtio-serial port named {name:?}"))
+}
+
+/// Reads never block (the poll loop decides when to read); writes wait for room.
+fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), String> {
+    crate::job::set_nonblocking(fd).map_err(|e| format!("O_NONBLOCK: {e}"))
+}

@@ -1,0 +1,341 @@
+//! Running the job: spawn in its own session, pump output, forward signals, reap.
+
+use crate::channel::Channel;
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use vm_wire::{GuestMsg, HostMsg, JobEnd, JobSpec, MAX_CHUNK};
+
+/// Signals PID 1 passes on to the job's process group.
+pub const FORWARDED: &[Signal] = &[
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGPWR,
+];
+
+/// After the job's main process exits, how long its descendants may keep its
+/// stdout/stderr open before they are killed so the job can be reported.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// SIGCHLD and the forwarded signals, delivered through a signalfd.
+pub struct Signals {
+    fd: SignalFd,
+}
+
+impl Signals {
+    /// Blocks the handled signals (so they queue) and opens a signalfd for them.
+    pub fn block_and_open() -> nix::Result<Self> {
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGCHLD);
+        for &s in FORWARDED {
+            set.add(s);
+        }
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        Ok(Self { fd })
+    }
+}
+
+/// State of one running job.
+struct Running {
+    leader: Pid,
+    status: Option<JobEnd>,
+    out: Option<std::process::ChildStdout>,
+    err: Option<std::process::ChildStderr>,
+}
+
+/// Runs `spec` to completion and returns how it ended. Never panics.
+pub fn run(spec: &JobSpec, chan: &mut Channel, signals: &Signals) -> JobEnd {
+    let mut child = match spawn(spec) {
+        Ok(c) => c,
+        Err(end) => return end,
+    };
+    let leader = Pid::from_raw(child.id() as i32);
+    let mut job = Running {
+        leader,
+        status: None,
+        out: child.stdout.take(),
+        err: child.stderr.take(),
+    };
+    for fd in [
+        job.out.as_ref().map(|o| o.as_fd()),
+        job.err.as_ref().map(|e| e.as_fd()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Err(e) = set_nonblocking(fd) {
+            crate::console::log(&format!("init: O_NONBLOCK on job pipe: {e}"));
+        }
+    }
+    let mut linger_until: Option<Instant> = None;
+    loop {
+        let pipes_open = job.out.is_some() || job.err.is_some();
+        if job.status.is_some() && !pipes_open {
+            break;
+        }
+        if let Some(t) = linger_until {
+            if Instant::now() >= t {
+                // Descendants still hold the output open: end them, keep what they wrote.
+                let _ = kill(Pid::from_raw(-leader.as_raw()), Signal::SIGKILL);
+                drain_pipe(&mut job.out, chan, GuestMsg::Stdout);
+                drain_pipe(&mut job.err, chan, GuestMsg::Stderr);
+                break;
+            }
+        }
+        let timeout = match linger_until {
+            Some(t) => t.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(3600),
+        };
+        let ready = poll_once(chan, signals, &job, timeout);
+        if ready.out {
+            pump(&mut job.out, chan, GuestMsg::Stdout);
+        }
+        if ready.err {
+            pump(&mut job.err, chan, GuestMsg::Stderr);
+        }
+        if ready.signal {
+            handle_signals(signals, &mut job);
+            if job.status.is_some() && linger_until.is_none() {
+                linger_until = Some(Instant::now() + LINGER);
+            }
+        }
+        if ready.host {
+            match chan.read_messages() {
+                Ok(msgs) => {
+                    for msg in msgs {
+                        if let HostMsg::Signal(n) = msg {
+                            forward_raw(n, leader, chan);
+                        }
+                    }
+                }
+                Err(e) => crate::console::log(&format!("init: {e}")),
+            }
+        }
+    }
+    job.status
+        .unwrap_or_else(|| JobEnd::SetupFailed("job status lost".into()))
+}
+
+fn spawn(spec: &JobSpec) -> Result<std::process::Child, JobEnd> {
+    let Some((program, args)) = spec.argv.split_first() else {
+        return Err(JobEnd::SetupFailed("empty argv".into()));
+    };
+    let cwd = std::path::Path::new(OsStr::from_bytes(&spec.cwd));
+    if !cwd.is_dir() {
+        return Err(JobEnd::SetupFailed(format!(
+            "working directory {} does not exist",
+            cwd.display()
+        )));
+    }
+    let mut cmd = Command::new(OsStr::from_bytes(program));
+    cmd.args(args.iter().map(|a| OsStr::from_bytes(a)))
+        .env_clear()
+        .envs(
+            spec.env
+                .iter()
+                .map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))),
+        )
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent; it makes
+    // the job a session and process-group leader so signals reach all of it.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let name = String::from_utf8_lossy(program).into_owned();
+    cmd.spawn().map_err(|e| {
+        let status = match e.raw_os_error() {
+            Some(libc::ENOENT) => 127,
+            _ => 126,
+        };
+        JobEnd::SpawnFailed {
+            status,
+            message: format!("{name}: {e}"),
+        }
+    })
+}
+
+struct Ready {
+    out: bool,
+    err: bool,
+    signal: bool,
+    host: bool,
+}
+
+fn poll_once(chan: &Channel, signals: &Signals, job: &Running, timeout: Duration) -> Ready {
+    let readable = PollFlags::POLLIN;
+    let mut fds = vec![PollFd::new(signals.fd.as_fd(), readable)];
+    let host_idx = (!chan.closed).then(|| {
+        fds.push(PollFd::new(chan.fd(), readable));
+        fds.len() - 1
+    });
+    let out_idx = job.out.as_ref().map(|o| {
+        fds.push(PollFd::new(o.as_fd(), readable));
+        fds.len() - 1
+    });
+    let err_idx = job.err.as_ref().map(|e| {
+        fds.push(PollFd::new(e.as_fd(), readable));
+        fds.len() - 1
+    });
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    let _ = poll(
+        &mut fds,
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+    );
+    // Hang-up and error count as ready: the read that follows sees EOF or the error.
+    let is_ready = |i: Option<usize>| {
+        i.and_then(|i| fds[i].revents())
+            .is_some_and(|r| !r.is_empty())
+    };
+    Ready {
+        signal: is_ready(Some(0)),
+        host: is_ready(host_idx),
+        out: is_ready(out_idx),
+        err: is_ready(err_idx),
+    }
+}
+
+/// Reads one chunk from a pipe and sends it; closes the pipe at end-of-file.
+fn pump<R: Read>(pipe: &mut Option<R>, chan: &mut Channel, wrap: fn(Vec<u8>) -> GuestMsg) {
+    let Some(r) = pipe.as_mut() else { return };
+    let mut buf = vec![0u8; MAX_CHUNK];
+    match r.read(&mut buf) {
+        Ok(0) => *pipe = None,
+        Ok(n) => {
+            buf.truncate(n);
+            chan.send(&wrap(buf));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        Err(e) => {
+            crate::console::log(&format!("init: reading job output: {e}"));
+            *pipe = None;
+        }
+    }
+}
+
+/// Sends everything already in a pipe without waiting for more.
+fn drain_pipe<R: Read>(pipe: &mut Option<R>, chan: &mut Channel, wrap: fn(Vec<u8>) -> GuestMsg) {
+    let mut buf = vec![0u8; MAX_CHUNK];
+    while let Some(r) = pipe.as_mut() {
+        match r.read(&mut buf) {
+            Ok(n) if n > 0 => chan.send(&wrap(buf[..n].to_vec())),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            _ => *pipe = None,
+        }
+    }
+}
+
+fn handle_signals(signals: &Signals, job: &mut Running) {
+    let mut reap = false;
+    while let Ok(Some(info)) = signals.fd.read_signal() {
+        let signo = info.ssi_signo as i32;
+        if signo == libc::SIGCHLD {
+            reap = true;
+        } else if let Ok(sig) = Signal::try_from(signo) {
+            let _ = kill(Pid::from_raw(-job.leader.as_raw()), sig);
+        }
+    }
+    if reap {
+        reap_all(Some(job));
+    }
+}
+
+/// Reaps every exited child (orphans included), recording the job leader's status.
+fn reap_all(mut job: Option<&mut Running>) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => record(&mut job, pid, JobEnd::Exited(code)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                record(&mut job, pid, JobEnd::Signaled(sig as i32))
+            }
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+            Ok(_) => {}
+            Err(Errno::EINTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn record(job: &mut Option<&mut Running>, pid: Pid, end: JobEnd) {
+    if let Some(job) = job.as_deref_mut() {
+        if pid == job.leader {
+            job.status = Some(end);
+        }
+    }
+}
+
+/// Reaps whatever is left without blocking; used at shutdown.
+pub fn reap_orphans() {
+    reap_all(None);
+}
+
+fn forward_raw(signo: i32, leader: Pid, chan: &mut Channel) {
+    match Signal::try_from(signo) {
+        Ok(sig) => {
+            let _ = kill(Pid::from_raw(-leader.as_raw()), sig);
+        }
+        Err(_) => chan.send(&GuestMsg::Log(format!(
+            "ignored invalid signal number {signo} from the host"
+        ))),
+    }
+}
+
+/// Sets O_NONBLOCK on a descriptor.
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> nix::Result<()> {
+    let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd_compat(), FcntlArg::F_GETFL)?);
+    fcntl(
+        fd.as_raw_fd_compat(),
+        FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK),
+    )?;
+    Ok(())
+}
+
+trait RawCompat {
+    fn as_raw_fd_compat(&self) -> std::os::fd::RawFd;
+}
+impl RawCompat for BorrowedFd<'_> {
+    fn as_raw_fd_compat(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self)
+    }
+}
+
+/// Waits until `fd` is readable (or hung up), at most `timeout`.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
+    wait_for(fd, PollFlags::POLLIN, timeout)
+}
+
+/// Waits until `fd` accepts writes, at most `timeout`.
+pub fn wait_writable(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
+    wait_for(fd, PollFlags::POLLOUT, timeout)
+}
+
+fn wait_for(fd: BorrowedFd<'_>, flags: PollFlags, timeout: Duration) -> bool {
+    let mut fds = [PollFd::new(fd, flags)];
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    matches!(
+        poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)),
+        Ok(n) if n > 0
+    )
+}

@@ -1,0 +1,133 @@
+//! What PID 1 mounts: a fixed table of pseudo filesystems, then the job's disks.
+
+use nix::mount::{mount, MsFlags};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use vm_wire::DiskMount;
+
+/// One row of the mount table.
+pub struct MountEntry {
+    pub source: &'static str,
+    pub target: &'static str,
+    pub fstype: &'static str,
+    pub flags: MsFlags,
+    pub data: Option<&'static str>,
+}
+
+const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+/// Mounted in order at boot; /dev comes before /dev/pts.
+pub const PSEUDO_FILESYSTEMS: &[MountEntry] = &[
+    MountEntry {
+        source: "proc",
+        target: "/proc",
+        fstype: "proc",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: None,
+    },
+    MountEntry {
+        source: "sysfs",
+        target: "/sys",
+        fstype: "sysfs",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: None,
+    },
+    MountEntry {
+        source: "devtmpfs",
+        target: "/dev",
+        fstype: "devtmpfs",
+        flags: MsFlags::MS_NOSUID,
+        data: Some("mode=0755"),
+    },
+    MountEntry {
+        source: "devpts",
+        target: "/dev/pts",
+        fstype: "devpts",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+        data: Some("gid=5,mode=0620,ptmxmode=0666"),
+    },
+    MountEntry {
+        source: "tmpfs",
+        target: "/tmp",
+        fstype: "tmpfs",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        data: Some("mode=1777"),
+    },
+    MountEntry {
+        source: "tmpfs",
+        target: "/run",
+        fstype: "tmpfs",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        data: Some("mode=0755"),
+    },
+];
+
+/// Mounts every entry, returning one message per failure (the rest still get mounted).
+pub fn mount_all(table: &[MountEntry]) -> Vec<String> {
+    let mut errors = Vec::new();
+    for m in table {
+        if is_mount_point(m.target) {
+            // The kernel mounts /dev itself when DEVTMPFS_MOUNT is set.
+            continue;
+        }
+        if let Err(e) = std::fs::create_dir_all(m.target) {
+            errors.push(format!("mkdir {}: {e}", m.target));
+            continue;
+        }
+        if let Err(e) = mount(Some(m.source), m.target, Some(m.fstype), m.flags, m.data) {
+            errors.push(format!("mount {} on {}: {e}", m.fstype, m.target));
+        }
+    }
+    errors
+}
+
+fn is_mount_point(path: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(here), Ok(parent)) = (
+        std::fs::metadata(path),
+        std::fs::metadata(Path::new(path).join("..")),
+    ) else {
+        return false;
+    };
+    here.dev() != parent.dev()
+}
+
+/// Mounts each disk of the job at its target, finding it by its virtio-blk serial.
+pub fn mount_disks(disks: &[DiskMount]) -> Result<(), String> {
+    for disk in disks {
+        let dev = find_disk_by_serial(&disk.serial)?;
+        let target = Path::new(std::ffi::OsStr::from_bytes(&disk.target));
+        std::fs::create_dir_all(target)
+            .map_err(|e| format!("mkdir {}: {e}", target.display()))?;
+        let mut flags = MsFlags::MS_NOATIME;
+        if disk.read_only {
+            flags |= MsFlags::MS_RDONLY;
+        }
+        mount(Some(dev.as_path()), target, Some("ext2"), flags, None::<&str>).map_err(|e| {
+            format!(
+                "mount {} (disk {}) on {}: {e}",
+                dev.display(),
+                disk.serial,
+                target.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// virtio-mmio device order is not the command-line order, so disks are named by serial.
+fn find_disk_by_serial(serial: &str) -> Result<std::path::PathBuf, String> {
+    let entries = std::fs::read_dir("/sys/block").map_err(|e| format!("/sys/block: {e}"))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Ok(found) = std::fs::read_to_string(entry.path().join("serial")) else {
+            continue;
+        };
+        if found.trim_end() == serial {
+            return Ok(Path::new("/dev").join(name));
+        }
+    }
+    Err(format!("no disk with serial {serial:?} in /sys/block"))
+}

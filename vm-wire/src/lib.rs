@@ -1,0 +1,466 @@
+//! The wire protocol between `host-runner` (host) and `init` (PID 1 in the guest).
+//!
+//! It is the only thing the two sides share. Transport is any reliable byte stream
+//! (AF_VSOCK, virtio-serial); nothing relies on end-of-stream crossing it, so every
+//! message is a self-delimiting frame:
+//!
+//! ```text
+//! frame   = len:u32le  kind:u8  payload[len - 1]
+//! bytes   = n:u32le  byte[n]
+//! list<T> = n:u32le  T[n]
+//! ```
+//!
+//! The guest speaks first with [`GuestMsg::Hello`] carrying [`MAGIC`] and [`VERSION`];
+//! the host answers with one [`HostMsg::Job`], then may send [`HostMsg::Signal`] at any
+//! time. The guest streams [`GuestMsg::Stdout`] / [`GuestMsg::Stderr`] chunks as they are
+//! produced and ends with exactly one [`GuestMsg::End`].
+//!
+//! Decoding never trusts a length: frames above [`MAX_FRAME`] are refused, every field
+//! read is bounds-checked, and trailing bytes inside a frame are an error.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+/// Identifies this protocol in the guest's greeting ("VMJB").
+pub const MAGIC: u32 = 0x564d_4a42;
+/// Bumped on every incompatible change of the encoding below.
+pub const VERSION: u32 = 1;
+/// Largest accepted frame body (kind byte + payload), in bytes.
+pub const MAX_FRAME: usize = 1 << 20;
+/// Largest output chunk a sender should put in one frame.
+pub const MAX_CHUNK: usize = 64 * 1024;
+
+/// Why a byte sequence is not a valid message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The frame announces a body larger than [`MAX_FRAME`].
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    /// A frame with an empty body (no kind byte).
+    #[error("empty frame")]
+    Empty,
+    /// The kind byte names no message this side accepts.
+    #[error("unknown message kind {0:#04x}")]
+    UnknownKind(u8),
+    /// A field runs past the end of its frame.
+    #[error("truncated {0}")]
+    Truncated(&'static str),
+    /// Bytes left over after the last field of a message.
+    #[error("{0} trailing bytes after message")]
+    Trailing(usize),
+    /// A text field is not UTF-8.
+    #[error("{0} is not valid UTF-8")]
+    Utf8(&'static str),
+    /// A field has a value outside its domain.
+    #[error("invalid {0}")]
+    Invalid(&'static str),
+}
+
+/// A disk the guest mounts before running the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskMount {
+    /// virtio-blk serial the host gave the disk; the guest finds it in /sys/block/*/serial.
+    pub serial: String,
+    /// Absolute mount point in the guest (created if missing).
+    pub target: Vec<u8>,
+    /// Mount read-only.
+    pub read_only: bool,
+}
+
+/// What to run in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JobSpec {
+    /// Program and arguments; `argv[0]` is looked up in `PATH` when it has no slash.
+    pub argv: Vec<Vec<u8>>,
+    /// The complete environment of the job.
+    pub env: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Working directory of the job.
+    pub cwd: Vec<u8>,
+    /// Disks to mount before the job starts.
+    pub disks: Vec<DiskMount>,
+}
+
+/// Messages from the host to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMsg {
+    /// The job to run; sent once, after the guest's greeting.
+    Job(JobSpec),
+    /// Deliver this signal number to the job's process group.
+    Signal(i32),
+}
+
+/// How the job ended, as seen by PID 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobEnd {
+    /// The job exited with this status.
+    Exited(i32),
+    /// The job was killed by this signal.
+    Signaled(i32),
+    /// The job could not be started; `status` is 127 (not found) or 126 (not executable).
+    SpawnFailed {
+        /// Shell-convention exit status for the failure.
+        status: u8,
+        /// Human-readable reason.
+        message: String,
+    },
+    /// PID 1 failed before the job could run (mount, bad job, ...).
+    SetupFailed(String),
+}
+
+/// Messages from the guest to the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestMsg {
+    /// First message on a new channel.
+    Hello {
+        /// Must equal [`MAGIC`].
+        magic: u32,
+        /// Protocol version the guest speaks.
+        version: u32,
+    },
+    /// A chunk of the job's standard output.
+    Stdout(Vec<u8>),
+    /// A chunk of the job's standard error.
+    Stderr(Vec<u8>),
+    /// A diagnostic from PID 1 itself (not job output).
+    Log(String),
+    /// The job is over; the guest powers off next.
+    End(JobEnd),
+}
+
+mod kind {
+    pub const HELLO: u8 = 0x01;
+    pub const STDOUT: u8 = 0x02;
+    pub const STDERR: u8 = 0x03;
+    pub const LOG: u8 = 0x04;
+    pub const END: u8 = 0x05;
+    pub const JOB: u8 = 0x81;
+    pub const SIGNAL: u8 = 0x82;
+}
+
+mod end_kind {
+    pub const EXITED: u8 = 0;
+    pub const SIGNALED: u8 = 1;
+    pub const SPAWN_FAILED: u8 = 2;
+    pub const SETUP_FAILED: u8 = 3;
+}
+
+/// Appends frames to a byte buffer.
+struct Encoder {
+    buf: Vec<u8>,
+}
+
+impl Encoder {
+    fn new(kind: u8) -> Self {
+        // Length placeholder, patched in `finish`.
+        let mut buf = vec![0; 4];
+        buf.push(kind);
+        Self { buf }
+    }
+    fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i32(&mut self, v: i32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.u32(len_u32(v.len()));
+        self.buf.extend_from_slice(v);
+    }
+    fn finish(mut self) -> Vec<u8> {
+        let body = len_u32(self.buf.len() - 4);
+        self.buf[..4].copy_from_slice(&body.to_le_bytes());
+        self.buf
+    }
+}
+
+fn len_u32(n: usize) -> u32 {
+    // Encoders only ever see in-memory values far below 4 GiB; saturate rather than wrap
+    // so an absurd value is refused by the peer's MAX_FRAME check instead of misparsed.
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Reads fields from one frame body.
+struct Fields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+        if self.rest.len() < n {
+            return Err(WireError::Truncated(what));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn i32(&mut self, what: &'static str) -> Result<i32, WireError> {
+        let b = self.take(4, what)?;
+        Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn bytes(&mut self, what: &'static str) -> Result<Vec<u8>, WireError> {
+        let n = self.u32(what)? as usize;
+        Ok(self.take(n, what)?.to_vec())
+    }
+    fn string(&mut self, what: &'static str) -> Result<String, WireError> {
+        String::from_utf8(self.bytes(what)?).map_err(|_| WireError::Utf8(what))
+    }
+    /// Reads a list count, refusing counts that could not fit in the remaining bytes
+    /// (each element takes at least `min_elem` bytes) so no huge allocation happens.
+    fn count(&mut self, what: &'static str, min_elem: usize) -> Result<usize, WireError> {
+        let n = self.u32(what)? as usize;
+        if n.saturating_mul(min_elem) > self.rest.len() {
+            return Err(WireError::Truncated(what));
+        }
+        Ok(n)
+    }
+    fn end(self) -> Result<(), WireError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(WireError::Trailing(self.rest.len()))
+        }
+    }
+}
+
+impl HostMsg {
+    /// Encodes the message as one complete frame.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            HostMsg::Job(job) => {
+                let mut e = Encoder::new(kind::JOB);
+                e.u32(len_u32(job.argv.len()));
+                for arg in &job.argv {
+                    e.bytes(arg);
+                }
+                e.u32(len_u32(job.env.len()));
+                for (k, v) in &job.env {
+                    e.bytes(k);
+                    e.bytes(v);
+                }
+                e.bytes(&job.cwd);
+                e.u32(len_u32(job.disks.len()));
+                for d in &job.disks {
+                    e.bytes(d.serial.as_bytes());
+                    e.bytes(&d.target);
+                    e.u8(u8::from(d.read_only));
+                }
+                e.finish()
+            }
+            HostMsg::Signal(sig) => {
+                let mut e = Encoder::new(kind::SIGNAL);
+                e.i32(*sig);
+                e.finish()
+            }
+        }
+    }
+
+    /// Decodes one frame body (kind byte and payload, without the length prefix).
+    pub fn decode(body: &[u8]) -> Result<Self, WireError> {
+        let (&k, payload) = body.split_first().ok_or(WireError::Empty)?;
+        let mut f = Fields { rest: payload };
+        let msg = match k {
+            kind::JOB => {
+                let argc = f.count("argv", 4)?;
+                let argv = (0..argc)
+                    .map(|_| f.bytes("argv"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if argv.is_empty() {
+                    return Err(WireError::Invalid("empty argv"));
+                }
+                let envc = f.count("env", 8)?;
+                let env = (0..envc)
+                    .map(|_| Ok((f.bytes("env key")?, f.bytes("env value")?)))
+                    .collect::<Result<Vec<_>, WireError>>()?;
+                let cwd = f.bytes("cwd")?;
+                let diskc = f.count("disks", 9)?;
+                let disks = (0..diskc)
+                    .map(|_| {
+                        let serial = f.string("disk serial")?;
+                        let target = f.bytes("disk target")?;
+                        let read_only = match f.u8("disk flags")? {
+                            0 => false,
+                            1 => true,
+                            _ => return Err(WireError::Invalid("disk flags")),
+                        };
+                        Ok(DiskMount {
+                            serial,
+                            target,
+                            read_only,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, WireError>>()?;
+                HostMsg::Job(JobSpec {
+                    argv,
+                    env,
+                    cwd,
+                    disks,
+                })
+            }
+            kind::SIGNAL => HostMsg::Signal(f.i32("signal")?),
+            other => return Err(WireError::UnknownKind(other)),
+        };
+        f.end()?;
+        Ok(msg)
+    }
+}
+
+impl GuestMsg {
+    /// Encodes the message as one complete frame.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            GuestMsg::Hello { magic, version } => {
+                let mut e = Encoder::new(kind::HELLO);
+                e.u32(*magic);
+                e.u32(*version);
+                e.finish()
+            }
+            GuestMsg::Stdout(data) => raw_frame(kind::STDOUT, data),
+            GuestMsg::Stderr(data) => raw_frame(kind::STDERR, data),
+            GuestMsg::Log(text) => raw_frame(kind::LOG, text.as_bytes()),
+            GuestMsg::End(end) => {
+                let mut e = Encoder::new(kind::END);
+                match end {
+                    JobEnd::Exited(code) => {
+                        e.u8(end_kind::EXITED);
+                        e.i32(*code);
+                    }
+                    JobEnd::Signaled(sig) => {
+                        e.u8(end_kind::SIGNALED);
+                        e.i32(*sig);
+                    }
+                    JobEnd::SpawnFailed { status, message } => {
+                        e.u8(end_kind::SPAWN_FAILED);
+                        e.u8(*status);
+                        e.bytes(message.as_bytes());
+                    }
+                    JobEnd::SetupFailed(message) => {
+                        e.u8(end_kind::SETUP_FAILED);
+                        e.bytes(message.as_bytes());
+                    }
+                }
+                e.finish()
+            }
+        }
+    }
+
+    /// Decodes one frame body (kind byte and payload, without the length prefix).
+    pub fn decode(body: &[u8]) -> Result<Self, WireError> {
+        let (&k, payload) = body.split_first().ok_or(WireError::Empty)?;
+        let mut f = Fields { rest: payload };
+        let msg = match k {
+            kind::HELLO => GuestMsg::Hello {
+                magic: f.u32("magic")?,
+                version: f.u32("version")?,
+            },
+            // Output chunks are the whole payload: no inner length to disagree with.
+            kind::STDOUT => return Ok(GuestMsg::Stdout(payload.to_vec())),
+            kind::STDERR => return Ok(GuestMsg::Stderr(payload.to_vec())),
+            kind::LOG => {
+                let text = String::from_utf8(payload.to_vec()).map_err(|_| WireError::Utf8("log"))?;
+                return Ok(GuestMsg::Log(text));
+            }
+            kind::END => GuestMsg::End(match f.u8("end kind")? {
+                end_kind::EXITED => JobEnd::Exited(f.i32("exit status")?),
+                end_kind::SIGNALED => JobEnd::Signaled(f.i32("signal")?),
+                end_kind::SPAWN_FAILED => JobEnd::SpawnFailed {
+                    status: f.u8("spawn status")?,
+                    message: f.string("spawn message")?,
+                },
+                end_kind::SETUP_FAILED => JobEnd::SetupFailed(f.string("setup message")?),
+                _ => return Err(WireError::Invalid("end kind")),
+            }),
+            other => return Err(WireError::UnknownKind(other)),
+        };
+        f.end()?;
+        Ok(msg)
+    }
+}
+
+fn raw_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut e = Encoder::new(kind);
+    e.buf.extend_from_slice(payload);
+    e.finish()
+}
+
+/// Splits a byte stream into frame bodies.
+///
+/// Feed it whatever the transport delivered with [`FrameBuffer::push`]; take complete
+/// frame bodies with [`FrameBuffer::next_frame`]. Partial frames wait for more bytes.
+#[derive(Default)]
+pub struct FrameBuffer {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl FrameBuffer {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Returns the next complete frame body, `Ok(None)` if more bytes are needed.
+    ///
+    /// After an error the stream is out of sync and must be abandoned.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, WireError> {
+        let avail = &self.buf[self.start..];
+        if avail.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+        if len > MAX_FRAME {
+            return Err(WireError::TooLarge(len));
+        }
+        if len == 0 {
+            return Err(WireError::Empty);
+        }
+        if avail.len() < 4 + len {
+            return Ok(None);
+        }
+        let body = avail[4..4 + len].to_vec();
+        self.start += 4 + len;
+        if self.start > 64 * 1024 && self.start * 2 > self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        Ok(Some(body))
+    }
+
+    /// Number of buffered bytes not yet returned as frames.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+}
+
+impl fmt::Display for JobEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobEnd::Exited(code) => write!(f, "exited with status {code}"),
+            JobEnd::Signaled(sig) => write!(f, "killed by signal {sig}"),
+            JobEnd::SpawnFailed { message, .. } => write!(f, "could not start: {message}"),
+            JobEnd::SetupFailed(message) => write!(f, "guest setup failed: {message}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+use super::*;
+
+fn sample_job() -> JobSpec {
+    JobSpec {
+        argv: vec![b"/bin/sh".to_vec(), b"-c".to_vec(), b"echo \xff".to_vec()],
+        env: vec![(b"PATH".to_vec(), b"/bin".to_vec())],
+        cwd: b"/".to_vec(),
+        disks: vec![DiskMount {
+            serial: "src".into(),
+            target: b"/src".to_vec(),
+            read_only: true,
+        }],
+    }
+}
+
+fn host_msgs() -> Vec<HostMsg> {
+    vec![HostMsg::Job(sample_job()), HostMsg::Signal(15)]
+}
+
+fn guest_msgs() -> Vec<GuestMsg> {
+    vec![
+        GuestMsg::Hello {
+            magic: MAGIC,
+            version: VERSION,
+        },
+        GuestMsg::Stdout(b"out\x00\xff".to_vec()),
+        GuestMsg::Stderr(Vec::new()),
+        GuestMsg::Log("mount /dev/pts failed".into()),
+        GuestMsg::End(JobEnd::Exited(7)),
+        GuestMsg::End(JobEnd::Signaled(9)),
+        GuestMsg::End(JobEnd::SpawnFailed {
+            status: 127,
+            message: "nope: not found".into(),
+        }),
+        GuestMsg::End(JobEnd::SetupFailed("no disk".into())),
+    ]
+}
+
+fn body(frame: &[u8]) -> &[u8] {
+    let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
+    assert_eq!(len, frame.len() - 4, "length prefix covers the body");
+    &frame[4..]
+}
+
+#[test]
+fn every_message_round_trips() {
+    for m in host_msgs() {
+        assert_eq!(HostMsg::decode(body(&m.encode())).unwrap(), m);
+    }
+    for m in guest_msgs() {
+        assert_eq!(GuestMsg::decode(body(&m.encode())).unwrap(), m);
+    }
+}
+
+#[test]
+fn every_truncation_of_a_structured_message_is_refused() {
+    for m in host_msgs() {
+        let frame = m.encode();
+        let b = body(&frame);
+        for cut in 0..b.len() {
+            assert!(HostMsg::decode(&b[..cut]).is_err(), "{m:?} cut at {cut}");
+        }
+    }
+    for m in guest_msgs() {
+        if matches!(m, GuestMsg::Stdout(_) | GuestMsg::Stderr(_) | GuestMsg::Log(_)) {
+            continue; // whole-payload messages: every prefix is itself a valid chunk
+        }
+        let frame = m.encode();
+        let b = body(&frame);
+        for cut in 0..b.len() {
+            assert!(GuestMsg::decode(&b[..cut]).is_err(), "{m:?} cut at {cut}");
+        }
+    }
+}
+
+#[test]
+fn trailing_bytes_are_refused() {
+    let mut b = body(&HostMsg::Signal(2).encode()).to_vec();
+    b.push(0);
+    assert_eq!(HostMsg::decode(&b), Err(WireError::Trailing(1)));
+    let mut b = body(&GuestMsg::End(JobEnd::Exited(0)).encode()).to_vec();
+    b.extend_from_slice(b"xx");
+    assert_eq!(GuestMsg::decode(&b), Err(WireError::Trailing(2)));
+}
+
+#[test]
+fn unknown_kinds_and_directions_are_refused() {
+    assert_eq!(HostMsg::decode(&[0x7f]), Err(WireError::UnknownKind(0x7f)));
+    // A guest message is not a host message and vice versa.
+    let hello = GuestMsg::Hello {
+        magic: MAGIC,
+        version: VERSION,
+    }
+    .encode();
+    assert!(matches!(
+        HostMsg::decode(body(&hello)),
+        Err(WireError::UnknownKind(_))
+    ));
+    assert!(matches!(
+        GuestMsg::decode(body(&HostMsg::Signal(1).encode())),
+        Err(WireError::UnknownKind(_))
+    ));
+    assert_eq!(GuestMsg::decode(&[]), Err(WireError::Empty));
+}
+
+#[test]
+fn hostile_counts_do_not_allocate() {
+    // argv count of 4 billion with no bytes behind it.
+    let mut b = vec![0x81];
+    b.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(HostMsg::decode(&b), Err(WireError::Truncated("argv")));
+    // A byte string claiming more than the frame holds.
+    let mut b = vec![0x81, 1, 0, 0, 0];
+    b.extend_from_slice(&1000u32.to_le_bytes());
+    b.extend_from_slice(b"short");
+    assert_eq!(HostMsg::decode(&b), Err(WireError::Truncated("argv")));
+}
+
+#[test]
+fn invalid_field_values_are_refused() {
+    let mut job = sample_job();
+    job.argv.clear();
+    assert_eq!(
+        HostMsg::decode(body(&HostMsg::Job(job).encode())),
+        Err(WireError::Invalid("empty argv"))
+    );
+    let mut b = body(&HostMsg::Job(sample_job()).encode()).to_vec();
+    *b.last_mut().unwrap() = 2; // read_only flag
+    assert_eq!(HostMsg::decode(&b), Err(WireError::Invalid("disk flags")));
+    assert_eq!(
+        GuestMsg::decode(&[0x05, 9, 0, 0, 0, 0]),
+        Err(WireError::Invalid("end kind"))
+    );
+    assert_eq!(GuestMsg::decode(&[0x04, 0xff]), Err(WireError::Utf8("log")));
+}
+
+#[test]
+fn frame_buffer_reassembles_a_stream_split_anywhere() {
+    let mut stream = Vec::new();
+    for m in guest_msgs() {
+        stream.extend(m.encode());
+    }
+    for step in [1, 2, 3, 7, 64, stream.len()] {
+        let mut fb = FrameBuffer::new();
+        let mut got = Vec::new();
+        for chunk in stream.chunks(step) {
+            fb.push(chunk);
+            while let Some(b) = fb.next_frame().unwrap() {
+                got.push(GuestMsg::decode(&b).unwrap());
+            }
+        }
+        assert_eq!(got, guest_msgs(), "chunk size {step}");
+        assert_eq!(fb.pending(), 0);
+    }
+}
+
+#[test]
+fn frame_buffer_refuses_oversized_and_empty_frames() {
+    let mut fb = FrameBuffer::new();
+    fb.push(&((MAX_FRAME + 1) as u32).to_le_bytes());
+    assert_eq!(fb.next_frame(), Err(WireError::TooLarge(MAX_FRAME + 1)));
+    let mut fb = FrameBuffer::new();
+    fb.push(&[0, 0, 0, 0]);
+    assert_eq!(fb.next_frame(), Err(WireError::Empty));
+    let mut fb = FrameBuffer::new();
+    fb.push(&[5, 0, 0]);
+    assert_eq!(fb.next_frame(), Ok(None));
+}
+
+#[test]
+fn large_output_survives_compaction() {
+    let chunk = vec![0xabu8; MAX_CHUNK];
+    let mut fb = FrameBuffer::new();
+    for i in 0..40 {
+        fb.push(&GuestMsg::Stdout(chunk.clone()).encode());
+        let b = fb.next_frame().unwrap().expect("whole frame present");
+        assert_eq!(GuestMsg::decode(&b).unwrap(), GuestMsg::Stdout(chunk.clone()), "{i}");
+    }
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    // xorshift: deterministic, no dependency.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..20_000 {
+        let len = (next() % 48) as usize;
+        let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if let Some(first) = b.first_mut() {
+            // Bias towards valid kinds so the field decoders get exercised.
+            *first = [0x01, 0x05, 0x81, 0x82][(next() % 4) as usize];
+        }
+        let _ = HostMsg::decode(&b);
+        let _ = GuestMsg::decode(&b);
+        let mut fb = FrameBuffer::new();
+        fb.push(&b);
+        let _ = fb.next_frame();
+    }
+}

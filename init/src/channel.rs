@@ -16,6 +16,8 @@ const HOST_CID: u32 = 2;
 const JOB_WAIT: Duration = Duration::from_secs(60);
 /// A host that takes no bytes for this long is gone.
 const SEND_STALL: Duration = Duration::from_secs(60);
+/// How long the guest waits for the host to acknowledge the end of the job.
+const END_ACK_WAIT: Duration = Duration::from_secs(10);
 
 /// A connected, framed channel to the host.
 pub struct Channel {
@@ -95,10 +97,26 @@ impl Channel {
         Ok(())
     }
 
-    /// Waits until everything sent has left this end.
-    pub fn flush(&mut self) {
-        let _ = self.stream.flush();
-        let _ = self.stream.sync_all();
+    /// Waits (bounded) for the host to acknowledge the job's end, so that powering off
+    /// cannot overtake frames still in the transport.
+    pub fn wait_end_ack(&mut self) {
+        let deadline = Instant::now() + END_ACK_WAIT;
+        while !self.closed && !self.broken {
+            match self.read_messages() {
+                Ok(msgs) if msgs.contains(&HostMsg::EndAck) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    crate::console::log(&format!("init: {e}"));
+                    return;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                crate::console::log("init: the host did not acknowledge the end; powering off");
+                return;
+            }
+            crate::job::wait_readable(self.fd(), left);
+        }
     }
 
     /// The descriptor to poll for host messages.
@@ -113,9 +131,7 @@ impl Channel {
             for msg in self.read_messages()? {
                 match msg {
                     HostMsg::Job(spec) => return Ok(spec),
-                    HostMsg::Signal(sig) => {
-                        crate::console::log(&format!("init: signal {sig} before the job; ignored"))
-                    }
+                    other => crate::console::log(&format!("init: {other:?} before the job; ignored")),
                 }
             }
             if self.closed {

@@ -119,8 +119,11 @@ pub fn run(spec: &JobSpec, chan: &mut Channel, signals: &Signals) -> JobEnd {
             match chan.read_messages() {
                 Ok(msgs) => {
                     for msg in msgs {
-                        if let HostMsg::Signal(n) = msg {
-                            forward_raw(n, leader, chan);
+                        match msg {
+                            HostMsg::Signal(n) => forward_raw(n, leader, chan),
+                            other => crate::console::log(&format!(
+                                "init: unexpected {other:?} during the job; ignored"
+                            )),
                         }
                     }
                 }

@@ -80,6 +80,6 @@ fn run() -> Option<JobEnd> {
 
     // 6. Report. Everything the job wrote has been sent before this frame.
     chan.send(&GuestMsg::End(end.clone()));
-    chan.flush();
+    chan.wait_end_ack();
     Some(end)
 }

@@ -13,7 +13,8 @@
 //! The guest speaks first with [`GuestMsg::Hello`] carrying [`MAGIC`] and [`VERSION`];
 //! the host answers with one [`HostMsg::Job`], then may send [`HostMsg::Signal`] at any
 //! time. The guest streams [`GuestMsg::Stdout`] / [`GuestMsg::Stderr`] chunks as they are
-//! produced and ends with exactly one [`GuestMsg::End`].
+//! produced and ends with exactly one [`GuestMsg::End`], which the host acknowledges with
+//! [`HostMsg::EndAck`] before the guest powers off.
 //!
 //! Decoding never trusts a length: frames above [`MAX_FRAME`] are refused, every field
 //! read is bounds-checked, and trailing bytes inside a frame are an error.
@@ -88,6 +89,9 @@ pub enum HostMsg {
     Job(JobSpec),
     /// Deliver this signal number to the job's process group.
     Signal(i32),
+    /// The host has received [`GuestMsg::End`]; the guest may power off. Waiting for it
+    /// keeps a fast reboot from racing the last frames out of the transport.
+    EndAck,
 }
 
 /// How the job ended, as seen by PID 1.
@@ -136,6 +140,7 @@ mod kind {
     pub const END: u8 = 0x05;
     pub const JOB: u8 = 0x81;
     pub const SIGNAL: u8 = 0x82;
+    pub const END_ACK: u8 = 0x83;
 }
 
 mod end_kind {
@@ -262,6 +267,7 @@ impl HostMsg {
                 e.i32(*sig);
                 e.finish()
             }
+            HostMsg::EndAck => Encoder::new(kind::END_ACK).finish(),
         }
     }
 
@@ -308,6 +314,7 @@ impl HostMsg {
                 })
             }
             kind::SIGNAL => HostMsg::Signal(f.i32("signal")?),
+            kind::END_ACK => HostMsg::EndAck,
             other => return Err(WireError::UnknownKind(other)),
         };
         f.end()?;

@@ -14,7 +14,7 @@ fn sample_job() -> JobSpec {
 }
 
 fn host_msgs() -> Vec<HostMsg> {
-    vec![HostMsg::Job(sample_job()), HostMsg::Signal(15)]
+    vec![HostMsg::Job(sample_job()), HostMsg::Signal(15), HostMsg::EndAck]
 }
 
 fn guest_msgs() -> Vec<GuestMsg> {
@@ -78,6 +78,7 @@ fn trailing_bytes_are_refused() {
     let mut b = body(&HostMsg::Signal(2).encode()).to_vec();
     b.push(0);
     assert_eq!(HostMsg::decode(&b), Err(WireError::Trailing(1)));
+    assert_eq!(HostMsg::decode(&[0x83, 0]), Err(WireError::Trailing(1)));
     let mut b = body(&GuestMsg::End(JobEnd::Exited(0)).encode()).to_vec();
     b.extend_from_slice(b"xx");
     assert_eq!(GuestMsg::decode(&b), Err(WireError::Trailing(2)));

@@ -1,0 +1,18 @@
+//! `run-in-vm [OPTIONS] CMD [ARGS...]`: runs one command in a fresh microvm, with the
+//! guest's stdout, stderr and exit status mirrored.
+
+use clap::Parser;
+use host_runner::cli;
+
+/// Runs one command in a fresh QEMU microvm; the current directory appears read-only at /src.
+#[derive(Parser, Debug)]
+#[command(name = "run-in-vm", version)]
+struct RunInVm {
+    #[command(flatten)]
+    run: cli::RunArgs,
+}
+
+fn main() {
+    let parsed = RunInVm::parse();
+    cli::main_with(cli::cmd_run(&parsed.run, "run-in-vm"), "run-in-vm")
+}

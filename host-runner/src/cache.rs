@@ -1,0 +1,100 @@
+//! The build cache outside the repository: location, content keys and locking.
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// `$XDG_CACHE_HOME/uring-getdents`, else `~/.cache/uring-getdents`.
+pub fn cache_root() -> Result<PathBuf> {
+    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let home = std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?;
+            PathBuf::from(home).join(".cache")
+        }
+    };
+    let root = base.join("uring-getdents");
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    Ok(root)
+}
+
+/// A subdirectory of the cache, created on demand.
+pub fn cache_dir(name: &str) -> Result<PathBuf> {
+    let dir = cache_root()?.join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Accumulates the inputs of a cached artifact into a short hex key.
+#[derive(Default)]
+pub struct KeyBuilder {
+    hasher: Sha256,
+}
+
+impl KeyBuilder {
+    /// Starts a key; `kind` keeps keys of different artifacts apart.
+    pub fn new(kind: &str) -> Self {
+        let mut k = Self::default();
+        k.add(kind.as_bytes());
+        k
+    }
+
+    /// Adds a length-delimited piece, so ("ab","c") and ("a","bc") differ.
+    pub fn add(&mut self, data: &[u8]) -> &mut Self {
+        self.hasher.update((data.len() as u64).to_le_bytes());
+        self.hasher.update(data);
+        self
+    }
+
+    /// Adds a file's whole content.
+    pub fn add_file(&mut self, path: &Path) -> Result<&mut Self> {
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        self.add(path.as_os_str().as_encoded_bytes());
+        Ok(self.add(&data))
+    }
+
+    /// The key: 16 bytes of SHA-256 in hex.
+    pub fn finish(&self) -> String {
+        let digest = self.hasher.clone().finalize();
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// An exclusive lock on a file in the cache, held until dropped. Serialises builds of
+/// the same artifact by concurrent runners (parallel tests, `--jobs`).
+pub struct CacheLock {
+    _lock: nix::fcntl::Flock<File>,
+}
+
+/// Takes the named lock, waiting for other holders.
+pub fn lock(name: &str) -> Result<CacheLock> {
+    let path = cache_dir("locks")?.join(name);
+    let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(CacheLock { _lock: lock })
+}
+
+/// Moves a finished artifact into place atomically so readers never see half a file.
+pub fn publish(tmp: &Path, dest: &Path) -> Result<()> {
+    std::fs::rename(tmp, dest)
+        .with_context(|| format!("moving {} to {}", tmp.display(), dest.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_separate_pieces_and_kinds() {
+        let a = KeyBuilder::new("k").add(b"ab").add(b"c").finish();
+        let b = KeyBuilder::new("k").add(b"a").add(b"bc").finish();
+        let c = KeyBuilder::new("j").add(b"ab").add(b"c").finish();
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a, KeyBuilder::new("k").add(b"ab").add(b"c").finish());
+        assert_eq!(a.len(), 32);
+    }
+}

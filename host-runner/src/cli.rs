@@ -1,0 +1,367 @@
+//! Command-line parsing and the commands themselves.
+
+use crate::caps::{AccelChoice, HostCaps};
+use crate::launcher::{self, ChannelChoice, OutputSink, VmRequest};
+use crate::vmplan::DiskAttach;
+use crate::{image, kernel, UsageError};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vm_wire::{DiskMount, JobSpec};
+
+/// Builds the guest kernel and image and runs jobs and tests in QEMU microvms.
+#[derive(Parser, Debug)]
+#[command(name = "host-runner", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Build (or reuse) the guest kernel and print its path.
+    Kernel(KernelArgs),
+    /// Build (or reuse) the root image and print its path.
+    Image,
+    /// Run one command in a fresh microvm (same as `run-in-vm`).
+    Run(RunArgs),
+    /// Run the guest tests, one microvm each.
+    Test(TestArgs),
+    /// Print what this host offers (KVM, vhost-vsock, the vsock daemon).
+    Caps,
+}
+
+/// Where the kernel comes from.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KernelArgs {
+    /// Use this prebuilt kernel (vmlinux with PVH entry, or bzImage).
+    #[arg(long, value_name = "FILE", conflicts_with = "kernel_src")]
+    pub kernel: Option<PathBuf>,
+    /// Build from this kernel tree (used as is) instead of Debian's linux-source-6.12.
+    #[arg(long, value_name = "DIR")]
+    pub kernel_src: Option<PathBuf>,
+    /// Build without the patches in kernel/patches (the stock kernel).
+    #[arg(long)]
+    pub stock: bool,
+}
+
+/// Options of the VM.
+#[derive(Args, Debug, Clone)]
+pub struct VmArgs {
+    /// Kernel selection.
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// Wall-clock limit in seconds; the VM is killed and TIMEOUT reported after it.
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    pub timeout: u64,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    pub mem: u32,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    pub cpus: u32,
+    /// Accelerator: KVM needs a /dev/kvm that can run a stock kernel.
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+    /// Job channel.
+    #[arg(long, value_enum, default_value_t = ChannelChoice::Auto)]
+    pub channel: ChannelChoice,
+    /// Keep the kernel's boot messages in the console log (slower under TCG).
+    #[arg(long)]
+    pub verbose_kernel: bool,
+}
+
+/// `run` / `run-in-vm`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// VM options.
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Pack host directory HOSTDIR into an ext2 image mounted read-only at GUESTDIR.
+    #[arg(long = "disk", value_name = "HOSTDIR:GUESTDIR")]
+    pub disks: Vec<String>,
+    /// Do not attach the current directory at /src.
+    #[arg(long)]
+    pub no_src: bool,
+    /// Attach disks with the host page cache bypassed (cache=none), for cold-cache runs.
+    #[arg(long)]
+    pub no_host_cache: bool,
+    /// Extra environment variable for the job.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory of the job in the guest.
+    #[arg(long, default_value = "/")]
+    pub cwd: PathBuf,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<OsString>,
+}
+
+/// `test`.
+#[derive(Args, Debug, Clone)]
+pub struct TestArgs {
+    /// VM options.
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// List the tests instead of running them.
+    #[arg(long)]
+    pub list: bool,
+    /// Number of VMs run at once.
+    #[arg(long, short = 'j', default_value_t = 1)]
+    pub jobs: usize,
+    /// Run only tests whose name contains one of these.
+    pub filters: Vec<String>,
+}
+
+/// Kernel and root image, ready to boot.
+pub struct Artifacts {
+    /// Kernel image.
+    pub kernel: PathBuf,
+    /// Root image.
+    pub root_image: PathBuf,
+    /// Directory of the static guest binaries.
+    pub guest_bin_dir: PathBuf,
+}
+
+/// Builds or finds the kernel the arguments ask for.
+pub fn resolve_kernel(args: &KernelArgs) -> Result<PathBuf> {
+    if let Some(k) = &args.kernel {
+        if !k.is_file() {
+            return Err(UsageError(format!("--kernel {}: no such file", k.display())).into());
+        }
+        return Ok(k.clone());
+    }
+    let source = match &args.kernel_src {
+        Some(dir) => {
+            if !dir.join("Makefile").is_file() {
+                return Err(UsageError(format!(
+                    "--kernel-src {}: not a kernel tree (no Makefile)",
+                    dir.display()
+                ))
+                .into());
+            }
+            kernel::KernelSource::Tree(dir.clone())
+        }
+        None => kernel::KernelSource::Tarball(kernel::DEBIAN_TARBALL.into()),
+    };
+    let patches = if args.stock {
+        Vec::new()
+    } else {
+        kernel::patch_series(&image::workspace_dir().join("kernel/patches"))?
+    };
+    kernel::ensure_kernel(&kernel::KernelRequest {
+        source,
+        patches,
+        fragment: kernel::ConfigFragment::microvm()?,
+    })
+}
+
+/// Installs what is missing and builds or reuses the kernel and root image.
+pub fn prepare(kernel_args: &KernelArgs) -> Result<Artifacts> {
+    crate::deps::ensure(crate::deps::VM)?;
+    let kernel = resolve_kernel(kernel_args)?;
+    let guest_bin_dir = image::build_guest_binaries()?;
+    let root_image = image::ensure_root_image(&image::root_image_inputs(&guest_bin_dir))?;
+    Ok(Artifacts {
+        kernel,
+        root_image,
+        guest_bin_dir,
+    })
+}
+
+/// Parses `HOSTDIR:GUESTDIR`.
+pub fn parse_disk(spec: &str) -> Result<(PathBuf, PathBuf)> {
+    let (host, guest) = spec
+        .rsplit_once(':')
+        .ok_or_else(|| UsageError(format!("--disk {spec}: expected HOSTDIR:GUESTDIR")))?;
+    if host.is_empty() || !guest.starts_with('/') {
+        return Err(UsageError(format!(
+            "--disk {spec}: expected HOSTDIR:GUESTDIR with an absolute GUESTDIR"
+        ))
+        .into());
+    }
+    if !Path::new(host).is_dir() {
+        return Err(UsageError(format!("--disk {spec}: {host} is not a directory")).into());
+    }
+    Ok((PathBuf::from(host), PathBuf::from(guest)))
+}
+
+/// The environment every job starts with.
+pub fn base_env() -> Vec<(Vec<u8>, Vec<u8>)> {
+    vec![
+        (b"PATH".to_vec(), b"/bin:/sbin:/usr/bin:/usr/sbin".to_vec()),
+        (b"HOME".to_vec(), b"/root".to_vec()),
+        (b"TERM".to_vec(), b"dumb".to_vec()),
+    ]
+}
+
+/// A VM request from VM options, artifacts and a job.
+pub fn vm_request(vm: &VmArgs, art: &Artifacts, caps: &HostCaps, spec: JobSpec) -> Result<VmRequest> {
+    if vm.cpus == 0 || vm.mem < 64 || vm.timeout == 0 {
+        return Err(UsageError("--cpus and --timeout must be positive, --mem at least 64".into()).into());
+    }
+    Ok(VmRequest {
+        spec,
+        timeout: Duration::from_secs(vm.timeout),
+        accel: caps.accel(vm.accel),
+        mem_mib: vm.mem,
+        cpus: vm.cpus,
+        kernel: art.kernel.clone(),
+        root_image: art.root_image.clone(),
+        disks: Vec::new(),
+        channel: vm.channel,
+        verbose_kernel: vm.verbose_kernel,
+    })
+}
+
+/// Job output straight to the terminal, flushed per chunk.
+struct Terminal {
+    prog: &'static str,
+}
+
+impl OutputSink for Terminal {
+    fn stdout(&mut self, data: &[u8]) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(data);
+        let _ = out.flush();
+    }
+    fn stderr(&mut self, data: &[u8]) {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(data);
+        let _ = err.flush();
+    }
+    fn note(&mut self, text: &str) {
+        eprintln!("{}: {text}", self.prog);
+    }
+}
+
+/// Forwards the terminal's signals to the guest job through a channel.
+fn forward_host_signals() -> Result<std::sync::mpsc::Receiver<i32>> {
+    use signal_hook::consts::*;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut signals = signal_hook::iterator::Signals::new([
+        SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
+    ])
+    .context("installing signal handlers")?;
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            if tx.send(sig).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// `run`: one command in one VM; returns the exit status to mirror.
+pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
+    let mut mounts = Vec::new();
+    for spec in &args.disks {
+        mounts.push(parse_disk(spec)?);
+    }
+    if !args.no_src && !mounts.iter().any(|(_, g)| g == Path::new("/src")) {
+        let cwd = std::env::current_dir().context("current directory")?;
+        mounts.push((cwd, PathBuf::from("/src")));
+    }
+    let mut env = base_env();
+    for kv in &args.env {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--env {kv}: expected KEY=VALUE")))?;
+        env.retain(|(ek, _)| ek != k.as_bytes());
+        env.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
+    }
+    let art = prepare(&args.vm.kernel)?;
+    let caps = HostCaps::probe();
+    let mut disks = Vec::new();
+    let mut disk_mounts = Vec::new();
+    for (i, (host, guest)) in mounts.iter().enumerate() {
+        let serial = format!("disk{i}");
+        disks.push(DiskAttach {
+            image: image::ensure_dir_image(host)?,
+            serial: serial.clone(),
+            read_only: true,
+            bypass_host_cache: args.no_host_cache,
+        });
+        disk_mounts.push(DiskMount {
+            serial,
+            target: guest.as_os_str().as_bytes().to_vec(),
+            read_only: true,
+        });
+    }
+    let spec = JobSpec {
+        argv: args
+            .command
+            .iter()
+            .map(|a| a.as_bytes().to_vec())
+            .collect(),
+        env,
+        cwd: args.cwd.as_os_str().as_bytes().to_vec(),
+        disks: disk_mounts,
+    };
+    let mut req = vm_request(&args.vm, &art, &caps, spec)?;
+    req.disks = disks;
+    let signals = forward_host_signals()?;
+    let mut term = Terminal { prog };
+    let report = launcher::run_vm(&req, &caps, &mut term, Some(&signals))?;
+    if !report.outcome.vm_ok() {
+        eprintln!("{prog}: {}", report.outcome.describe());
+        eprintln!("{prog}: console log: {}", report.console_log.display());
+        let tail = report.console_tail(15);
+        if !tail.trim().is_empty() {
+            eprintln!("{prog}: console tail:\n{tail}");
+        }
+    } else if let launcher::Outcome::Finished(vm_wire::JobEnd::SpawnFailed { message, .. }) =
+        &report.outcome
+    {
+        eprintln!("{prog}: {message}");
+    }
+    Ok(report.outcome.exit_code())
+}
+
+/// Runs the parsed command line; returns the process exit status.
+pub fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Cmd::Kernel(k) => {
+            println!("{}", resolve_kernel(&k)?.display());
+            Ok(0)
+        }
+        Cmd::Image => {
+            crate::deps::ensure(crate::deps::VM)?;
+            let bins = image::build_guest_binaries()?;
+            println!(
+                "{}",
+                image::ensure_root_image(&image::root_image_inputs(&bins))?.display()
+            );
+            Ok(0)
+        }
+        Cmd::Run(r) => cmd_run(&r, "host-runner"),
+        Cmd::Test(t) => crate::testsuite::cmd_test(&t),
+        Cmd::Caps => {
+            let caps = HostCaps::probe();
+            println!("{caps:#?}");
+            println!(
+                "accelerator (auto): {:?}",
+                caps.accel(AccelChoice::Auto)
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// Entry point shared by both binaries: prints errors, maps them to exit statuses.
+pub fn main_with(result: Result<i32>, prog: &str) -> ! {
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("{prog}: error: {e:#}");
+            std::process::exit(crate::exit_code_for(&e))
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! System packages the runner needs, installed with apt when it can, else named exactly.
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::process::Command;
+
+/// A Debian package and a file whose presence shows it is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Package {
+    /// Debian package name.
+    pub name: &'static str,
+    /// A file the package installs.
+    pub provides: &'static str,
+}
+
+/// What booting a VM needs.
+pub const VM: &[Package] = &[
+    Package {
+        name: "qemu-system-x86",
+        provides: "/usr/bin/qemu-system-x86_64",
+    },
+    Package {
+        name: "e2fsprogs",
+        provides: "/usr/sbin/mke2fs",
+    },
+    Package {
+        name: "busybox-static",
+        provides: "/bin/busybox",
+    },
+];
+
+/// What building the guest kernel from Debian's source needs.
+pub const KERNEL_BUILD: &[Package] = &[
+    Package {
+        name: "linux-source-6.12",
+        provides: "/usr/src/linux-source-6.12.tar.xz",
+    },
+    Package {
+        name: "flex",
+        provides: "/usr/bin/flex",
+    },
+    Package {
+        name: "bison",
+        provides: "/usr/bin/bison",
+    },
+    Package {
+        name: "bc",
+        provides: "/usr/bin/bc",
+    },
+    Package {
+        name: "libelf-dev",
+        provides: "/usr/include/libelf.h",
+    },
+    Package {
+        name: "libssl-dev",
+        provides: "/usr/include/openssl/ssl.h",
+    },
+    Package {
+        name: "make",
+        provides: "/usr/bin/make",
+    },
+    Package {
+        name: "gcc",
+        provides: "/usr/bin/gcc",
+    },
+    Package {
+        name: "xz-utils",
+        provides: "/usr/bin/xz",
+    },
+];
+
+/// The packages of `wanted` that are not installed.
+pub fn missing(wanted: &[Package]) -> Vec<Package> {
+    wanted
+        .iter()
+        .copied()
+        .filter(|p| !Path::new(p.provides).exists())
+        .collect()
+}
+
+/// The exact command that installs `packages`.
+pub fn install_command(packages: &[Package]) -> String {
+    let names: Vec<&str> = packages.iter().map(|p| p.name).collect();
+    format!(
+        "apt-get update && apt-get install -y --no-install-recommends {}",
+        names.join(" ")
+    )
+}
+
+/// Makes sure `wanted` is installed: installs with apt as root, else fails with the command.
+pub fn ensure(wanted: &[Package]) -> Result<()> {
+    if missing(wanted).is_empty() {
+        return Ok(());
+    }
+    // Concurrent runners must not run apt at the same time.
+    let _lock = crate::cache::lock("apt")?;
+    let todo = missing(wanted);
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let command = install_command(&todo);
+    let is_root = nix::unistd::geteuid().is_root();
+    if !is_root || !Path::new("/usr/bin/apt-get").exists() {
+        bail!("missing system packages; install them with:\n    sudo sh -c '{command}'");
+    }
+    eprintln!("host-runner: installing {}", command);
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get")?;
+    if !status.success() {
+        bail!("`{command}` failed ({status})");
+    }
+    let still = missing(wanted);
+    if !still.is_empty() {
+        bail!(
+            "installed, but still missing: {}",
+            still.iter().map(|p| p.provides).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_command_names_every_missing_package() {
+        let cmd = install_command(&VM[..2]);
+        assert_eq!(
+            cmd,
+            "apt-get update && apt-get install -y --no-install-recommends qemu-system-x86 e2fsprogs"
+        );
+    }
+
+    #[test]
+    fn a_package_whose_file_exists_is_not_missing() {
+        let present = Package {
+            name: "x",
+            provides: "/",
+        };
+        let absent = Package {
+            name: "y",
+            provides: "/nonexistent/file",
+        };
+        assert_eq!(missing(&[present, absent]), vec![absent]);
+    }
+}

@@ -1,0 +1,217 @@
+//! Guest binaries, the ext2 root image, and ext2 snapshots of host directories.
+//!
+//! Images are made with `mke2fs -t ext2 -d DIR`, which needs neither root nor loop
+//! devices, and are cached by the content of their inputs.
+
+use crate::cache::{self, KeyBuilder};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Static guest programs: (cargo package, binary, path in the image).
+pub const GUEST_BINARIES: &[(&str, &str, &str)] = &[
+    ("microvm-init", "init", "sbin/init"),
+    ("guest-tests", "guest-tests", "bin/guest-tests"),
+];
+
+/// Busybox provides the shell and coreutils (du, find, ...) in the guest.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Directories every root image has (mount points and scratch space).
+const ROOT_DIRS: &[&str] = &[
+    "bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "run", "src", "mnt",
+    "root", "etc",
+];
+
+/// Bumped when the image layout changes, so stale cached images are not reused.
+const LAYOUT_VERSION: &str = "root-image-v1";
+
+/// The workspace this runner was built from.
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Builds the static guest binaries (release, glibc static); returns the target dir.
+pub fn build_guest_binaries() -> Result<PathBuf> {
+    let ws = workspace_dir();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
+    rustflags.push_str(" -C target-feature=+crt-static");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&ws)
+        .args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu"])
+        .env("RUSTFLAGS", rustflags.trim());
+    for (package, _, _) in GUEST_BINARIES {
+        cmd.args(["-p", package]);
+    }
+    let status = cmd.status().context("running cargo build for the guest")?;
+    if !status.success() {
+        bail!("building the guest binaries failed ({status})");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ws.join("target"));
+    Ok(target.join("x86_64-unknown-linux-gnu/release"))
+}
+
+/// What goes into the root image: (source file, path inside the image).
+pub fn root_image_inputs(bin_dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut files: Vec<(PathBuf, String)> = GUEST_BINARIES
+        .iter()
+        .map(|(_, bin, dest)| (bin_dir.join(bin), dest.to_string()))
+        .collect();
+    files.push((PathBuf::from(BUSYBOX), "bin/busybox".into()));
+    files
+}
+
+/// Returns the cached root image for these inputs, building it when missing.
+pub fn ensure_root_image(inputs: &[(PathBuf, String)]) -> Result<PathBuf> {
+    let mut key = KeyBuilder::new(LAYOUT_VERSION);
+    for (src, dest) in inputs {
+        key.add(dest.as_bytes()).add_file(src)?;
+    }
+    let dir = cache::cache_dir("images")?;
+    let image = dir.join(format!("root-{}.ext2", key.finish()));
+    if image.is_file() {
+        return Ok(image);
+    }
+    let _lock = cache::lock("root-image")?;
+    if image.is_file() {
+        return Ok(image);
+    }
+    let staging = tempfile::Builder::new()
+        .prefix("root-staging-")
+        .tempdir_in(&dir)?;
+    let root = staging.path();
+    for d in ROOT_DIRS {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    for (src, dest) in inputs {
+        std::fs::copy(src, root.join(dest))
+            .with_context(|| format!("copying {} into the image", src.display()))?;
+    }
+    link_busybox_applets(root)?;
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    std::fs::write(root.join("etc/group"), "root:x:0:\ntty:x:5:\n")?;
+    // Room for tests that build large trees on the root filesystem (writes go to a
+    // per-VM overlay, the image itself stays pristine).
+    let tmp = dir.join(format!("{}.tmp", image.display()));
+    make_ext2(root, &tmp, 1024, 400_000)?;
+    cache::publish(&tmp, &image)?;
+    Ok(image)
+}
+
+/// One symlink per busybox applet, at the path busybox itself reports.
+fn link_busybox_applets(root: &Path) -> Result<()> {
+    let out = Command::new(BUSYBOX)
+        .arg("--list-full")
+        .output()
+        .context("running busybox --list-full")?;
+    for applet in String::from_utf8_lossy(&out.stdout).lines() {
+        let applet = applet.trim();
+        // PID 1 is ours; busybox is the binary itself.
+        if applet.is_empty() || applet == "sbin/init" || applet == "linuxrc" || applet.ends_with("/busybox") {
+            continue;
+        }
+        let link = root.join(applet);
+        if link.exists() {
+            continue;
+        }
+        if let Some(parent) = link.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::os::unix::fs::symlink("/bin/busybox", &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+    }
+    Ok(())
+}
+
+/// `mke2fs -t ext2 -d DIR`: a sparse image of `size_mib` with at least `inodes` inodes.
+pub fn make_ext2(dir: &Path, image: &Path, size_mib: u64, inodes: u64) -> Result<()> {
+    let _ = std::fs::remove_file(image);
+    let out = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext2", "-b", "4096", "-I", "256", "-m", "0"])
+        .arg("-N")
+        .arg(inodes.to_string())
+        .arg("-E")
+        .arg("root_owner=0:0")
+        .arg("-d")
+        .arg(dir)
+        .arg(image)
+        .arg(format!("{size_mib}M"))
+        .output()
+        .context("running mke2fs")?;
+    if !out.status.success() {
+        bail!(
+            "mke2fs -d {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Size and entry count of a tree, without following symlinks.
+fn tree_usage(dir: &Path, key: &mut KeyBuilder) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut bytes = 0u64;
+    let mut entries = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?;
+        let mut names: Vec<_> = rd.collect::<std::io::Result<Vec<_>>>()?;
+        names.sort_by_key(|e| e.file_name());
+        for e in names {
+            let meta = e.metadata()?;
+            let path = e.path();
+            key.add(path.as_os_str().as_encoded_bytes())
+                .add(&meta.size().to_le_bytes())
+                .add(&meta.mtime().to_le_bytes())
+                .add(&meta.mtime_nsec().to_le_bytes())
+                .add(&meta.mode().to_le_bytes());
+            entries += 1;
+            bytes += meta.blocks() * 512;
+            if meta.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    Ok((bytes, entries))
+}
+
+/// An ext2 snapshot of a host directory, rebuilt only when something in it changed.
+pub fn ensure_dir_image(host_dir: &Path) -> Result<PathBuf> {
+    let host_dir = host_dir
+        .canonicalize()
+        .with_context(|| format!("--disk source {}", host_dir.display()))?;
+    if !host_dir.is_dir() {
+        bail!("--disk source {} is not a directory", host_dir.display());
+    }
+    let mut key = KeyBuilder::new("dir-image-v1");
+    let (bytes, entries) = tree_usage(&host_dir, &mut key)?;
+    let dir = cache::cache_dir("disks")?;
+    let path_tag = KeyBuilder::new("dir").add(host_dir.as_os_str().as_encoded_bytes()).finish();
+    let image = dir.join(format!("{}-{}.ext2", &path_tag[..12], key.finish()));
+    if image.is_file() {
+        return Ok(image);
+    }
+    let _lock = cache::lock(&format!("disk-{}", &path_tag[..12]))?;
+    if image.is_file() {
+        return Ok(image);
+    }
+    // Older snapshots of the same directory are stale now.
+    for old in std::fs::read_dir(&dir)?.flatten() {
+        if old.file_name().to_string_lossy().starts_with(&path_tag[..12]) {
+            let _ = std::fs::remove_file(old.path());
+        }
+    }
+    let size_mib = bytes * 5 / 4 / (1 << 20) + 64;
+    let inodes = entries * 5 / 4 + 1024;
+    let tmp = dir.join(format!("{}.tmp", image.display()));
+    make_ext2(&host_dir, &tmp, size_mib, inodes)?;
+    cache::publish(&tmp, &image)?;
+    Ok(image)
+}

@@ -1,0 +1,451 @@
+//! The guest kernel: config fragment (data), patch series, cached incremental build.
+//!
+//! Layout under the cache (`<cache>/kernel/`):
+//! - `src-<source id>/tree/`     the unpacked Debian source, patched to the current series
+//! - `src-<source id>/applied/`  copies of the patches applied to `tree/`, in order
+//! - `obj-<source id>/`          the `O=` build directory (reused: builds are incremental)
+//! - `out/<build key>/vmlinux`   finished kernels, keyed by source + fragment + patches
+//!
+//! A kernel whose key exists is never rebuilt. A changed patch re-applies the series and
+//! `make` recompiles only what the change touched.
+
+use crate::cache::{self, KeyBuilder};
+use anyhow::{bail, Context, Result};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The microvm fragment, kept in kernel/microvm.config.
+pub const MICROVM_FRAGMENT: &str = include_str!("../../kernel/microvm.config");
+
+/// Debian's kernel source, the default.
+pub const DEBIAN_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
+
+/// One option of a config fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigOption {
+    /// Name without the CONFIG_ prefix.
+    pub name: String,
+    /// `y`, a number or a quoted string; `None` means "is not set".
+    pub value: Option<String>,
+}
+
+/// A kernel config fragment as data.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConfigFragment {
+    /// Options in file order.
+    pub options: Vec<ConfigOption>,
+}
+
+impl ConfigFragment {
+    /// Parses Kconfig fragment syntax (`CONFIG_X=v`, `# CONFIG_X is not set`, comments).
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut options = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix("# CONFIG_") {
+                if let Some(name) = rest.strip_suffix(" is not set") {
+                    options.push(ConfigOption {
+                        name: name.to_string(),
+                        value: None,
+                    });
+                }
+                continue;
+            }
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (name, value) = line
+                .strip_prefix("CONFIG_")
+                .and_then(|l| l.split_once('='))
+                .with_context(|| format!("fragment line {}: not CONFIG_NAME=value: {line}", n + 1))?;
+            options.push(ConfigOption {
+                name: name.to_string(),
+                value: Some(value.to_string()),
+            });
+        }
+        Ok(Self { options })
+    }
+
+    /// The fragment for the microvm guest.
+    pub fn microvm() -> Result<Self> {
+        Self::parse(MICROVM_FRAGMENT).context("kernel/microvm.config")
+    }
+
+    /// The value of an option: `Some(None)` if explicitly unset, `None` if absent.
+    pub fn get(&self, name: &str) -> Option<Option<&str>> {
+        self.options
+            .iter()
+            .rev()
+            .find(|o| o.name == name)
+            .map(|o| o.value.as_deref())
+    }
+
+    /// Sets or overrides an option.
+    pub fn set(&mut self, name: &str, value: Option<&str>) {
+        self.options.retain(|o| o.name != name);
+        self.options.push(ConfigOption {
+            name: name.into(),
+            value: value.map(Into::into),
+        });
+    }
+
+    /// Renders the fragment in the syntax merge_config.sh reads.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for o in &self.options {
+            let _ = match &o.value {
+                Some(v) => writeln!(out, "CONFIG_{}={v}", o.name),
+                None => writeln!(out, "# CONFIG_{} is not set", o.name),
+            };
+        }
+        out
+    }
+
+    /// Options of the fragment that the final .config does not honour (Kconfig silently
+    /// drops options whose dependencies are missing).
+    pub fn unmet(&self, final_config: &str) -> Vec<String> {
+        let have = ConfigFragment::parse(final_config).unwrap_or_default();
+        self.options
+            .iter()
+            .filter(|o| {
+                let got = have.get(&o.name).flatten();
+                match &o.value {
+                    Some(v) => got != Some(v.as_str()),
+                    None => got.is_some_and(|g| g != "n"),
+                }
+            })
+            .map(|o| o.name.clone())
+            .collect()
+    }
+}
+
+/// Where the kernel source comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelSource {
+    /// A tarball (Debian's linux-source by default), unpacked into the cache and patched.
+    Tarball(PathBuf),
+    /// A kernel tree used as it is (patches are not applied to a user's tree).
+    Tree(PathBuf),
+}
+
+/// Everything that determines a kernel build.
+#[derive(Debug, Clone)]
+pub struct KernelRequest {
+    /// Where the source comes from.
+    pub source: KernelSource,
+    /// The patch series, in order.
+    pub patches: Vec<PathBuf>,
+    /// The config fragment on top of tinyconfig.
+    pub fragment: ConfigFragment,
+}
+
+/// The patch series in `dir`: every `*.patch`, in name order.
+pub fn patch_series(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut patches = Vec::new();
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "patch") {
+                patches.push(path);
+            }
+        }
+    }
+    patches.sort();
+    Ok(patches)
+}
+
+impl KernelRequest {
+    fn source_id(&self) -> Result<String> {
+        use std::os::unix::fs::MetadataExt;
+        let mut key = KeyBuilder::new("kernel-source");
+        match &self.source {
+            KernelSource::Tarball(path) => {
+                let meta = std::fs::metadata(path)
+                    .with_context(|| format!("kernel source {}", path.display()))?;
+                key.add(path.as_os_str().as_encoded_bytes())
+                    .add(&meta.len().to_le_bytes())
+                    .add(&meta.mtime().to_le_bytes());
+            }
+            KernelSource::Tree(dir) => {
+                let dir = dir
+                    .canonicalize()
+                    .with_context(|| format!("kernel tree {}", dir.display()))?;
+                key.add(dir.as_os_str().as_encoded_bytes());
+            }
+        }
+        Ok(key.finish())
+    }
+
+    /// The cache key of the finished kernel.
+    pub fn build_key(&self) -> Result<String> {
+        let mut key = KeyBuilder::new("kernel-build");
+        key.add(self.source_id()?.as_bytes())
+            .add(self.fragment.render().as_bytes());
+        if matches!(self.source, KernelSource::Tarball(_)) {
+            for p in &self.patches {
+                key.add_file(p)?;
+            }
+        }
+        Ok(key.finish())
+    }
+}
+
+/// Returns the vmlinux for `req`, building it if no cached one matches.
+pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
+    let out_dir = cache::cache_dir("kernel/out")?.join(req.build_key()?);
+    let vmlinux = out_dir.join("vmlinux");
+    // A user's tree may change under the same key: always let make decide.
+    if vmlinux.is_file() && matches!(req.source, KernelSource::Tarball(_)) {
+        return Ok(vmlinux);
+    }
+    crate::deps::ensure(crate::deps::KERNEL_BUILD)?;
+    let _lock = cache::lock("kernel")?;
+    if vmlinux.is_file() && matches!(req.source, KernelSource::Tarball(_)) {
+        return Ok(vmlinux);
+    }
+    let src_id = req.source_id()?;
+    let kernel_cache = cache::cache_dir("kernel")?;
+    let tree = match &req.source {
+        KernelSource::Tarball(tarball) => {
+            let src_dir = kernel_cache.join(format!("src-{src_id}"));
+            let tree = unpack(tarball, &src_dir)?;
+            apply_series(&tree, &src_dir.join("applied"), &req.patches)?;
+            tree
+        }
+        KernelSource::Tree(dir) => dir.clone(),
+    };
+    let obj = kernel_cache.join(format!("obj-{src_id}"));
+    std::fs::create_dir_all(&obj)?;
+    std::fs::create_dir_all(&out_dir)?;
+    let log = out_dir.join("build.log");
+    configure(&tree, &obj, &req.fragment, &log)?;
+    make(&tree, &obj, &["vmlinux"], &log, true)?;
+    let tmp = out_dir.join("vmlinux.tmp");
+    std::fs::copy(obj.join("vmlinux"), &tmp).context("copying vmlinux")?;
+    cache::publish(&tmp, &vmlinux)?;
+    std::fs::copy(obj.join(".config"), out_dir.join("config")).context("saving .config")?;
+    Ok(vmlinux)
+}
+
+/// Unpacks the tarball once; returns the top directory of the tree.
+fn unpack(tarball: &Path, src_dir: &Path) -> Result<PathBuf> {
+    let tree = src_dir.join("tree");
+    if tree.join("Makefile").is_file() {
+        return Ok(tree);
+    }
+    eprintln!("host-runner: unpacking {} (once)", tarball.display());
+    let staging = src_dir.join("staging");
+    let _ = std::fs::remove_dir_all(&staging);
+    let _ = std::fs::remove_dir_all(&tree);
+    let _ = std::fs::remove_dir_all(src_dir.join("applied"));
+    std::fs::create_dir_all(&staging)?;
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(tarball)
+        .arg("-C")
+        .arg(&staging)
+        .arg("--strip-components=1"))
+    .context("unpacking the kernel source")?;
+    cache::publish(&staging, &tree)?;
+    Ok(tree)
+}
+
+/// Brings `tree` from the series recorded in `applied/` to `patches`: reverts the old
+/// series in reverse order, then applies the new one, keeping copies for next time.
+fn apply_series(tree: &Path, applied: &Path, patches: &[PathBuf]) -> Result<()> {
+    std::fs::create_dir_all(applied)?;
+    let old = patch_series(applied)?;
+    let same = old.len() == patches.len()
+        && old
+            .iter()
+            .zip(patches)
+            .all(|(a, b)| std::fs::read(a).ok() == std::fs::read(b).ok());
+    if same {
+        return Ok(());
+    }
+    for p in old.iter().rev() {
+        run(Command::new("patch")
+            .args(["-R", "-p1", "--batch", "--quiet", "-d"])
+            .arg(tree)
+            .arg("-i")
+            .arg(p))
+        .with_context(|| {
+            format!(
+                "reverting {} from the cached tree; delete {} to start over",
+                p.display(),
+                tree.parent().unwrap_or(tree).display()
+            )
+        })?;
+        std::fs::remove_file(p)?;
+    }
+    for (i, p) in patches.iter().enumerate() {
+        run(Command::new("patch")
+            .args(["-p1", "--batch", "--forward", "--quiet", "-d"])
+            .arg(tree)
+            .arg("-i")
+            .arg(p))
+        .with_context(|| format!("applying {}", p.display()))?;
+        let name = p.file_name().context("patch without a name")?;
+        let mut copy = std::ffi::OsString::from(format!("{i:04}-"));
+        copy.push(name);
+        std::fs::copy(p, applied.join(copy))?;
+    }
+    Ok(())
+}
+
+/// tinyconfig + fragment + olddefconfig in `obj`; fails when Kconfig dropped an option.
+fn configure(tree: &Path, obj: &Path, fragment: &ConfigFragment, log: &Path) -> Result<()> {
+    make(tree, obj, &["tinyconfig"], log, false)?;
+    let frag_path = obj.join("microvm.fragment");
+    std::fs::write(&frag_path, fragment.render())?;
+    run(Command::new(tree.join("scripts/kconfig/merge_config.sh"))
+        .current_dir(tree)
+        .arg("-m")
+        .arg("-O")
+        .arg(obj)
+        .arg(obj.join(".config"))
+        .arg(&frag_path)
+        .stdout(log_file(log)?)
+        .stderr(log_file(log)?))
+    .context("merge_config.sh")?;
+    make(tree, obj, &["olddefconfig"], log, false)?;
+    let config = std::fs::read_to_string(obj.join(".config"))?;
+    let unmet = fragment.unmet(&config);
+    if !unmet.is_empty() {
+        bail!(
+            "the kernel config does not honour these fragment options (missing dependencies?): {}",
+            unmet.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn log_file(log: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))
+}
+
+/// Runs make with output to the log, printing progress every few seconds when asked.
+fn make(tree: &Path, obj: &Path, targets: &[&str], log: &Path, progress: bool) -> Result<()> {
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut cmd = Command::new("make");
+    cmd.arg("-C")
+        .arg(tree)
+        .arg(format!("O={}", obj.display()))
+        .arg(format!("-j{jobs}"))
+        .args(targets)
+        .stdin(Stdio::null())
+        .stdout(log_file(log)?)
+        .stderr(log_file(log)?);
+    let start = Instant::now();
+    let mut child = cmd.spawn().context("starting make")?;
+    let mut last = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if progress && last.elapsed() >= Duration::from_secs(10) {
+            last = Instant::now();
+            let compiled = std::fs::read_to_string(log)
+                .map(|t| t.lines().filter(|l| l.trim_start().starts_with("CC ")).count())
+                .unwrap_or(0);
+            eprintln!(
+                "host-runner: kernel build {}s, {compiled} files compiled (log: {})",
+                start.elapsed().as_secs(),
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if !status.success() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        bail!(
+            "make {} failed ({status}); full log: {}\n{}",
+            targets.join(" "),
+            log.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    if progress {
+        eprintln!(
+            "host-runner: kernel built in {:.1}s",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{:?} failed ({status})", cmd.get_program());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn microvm_fragment_has_what_the_guest_needs() {
+        let f = ConfigFragment::microvm().unwrap();
+        for name in [
+            "VIRTIO_MMIO",
+            "VIRTIO_MMIO_CMDLINE_DEVICES",
+            "VIRTIO_BLK",
+            "EXT4_FS",
+            "EXT4_USE_FOR_EXT2",
+            "DEVTMPFS",
+            "DEVTMPFS_MOUNT",
+            "PROC_FS",
+            "PROC_SYSCTL",
+            "SYSFS",
+            "TMPFS",
+            "IO_URING",
+            "VSOCKETS",
+            "VIRTIO_VSOCKETS",
+            "SERIAL_8250_CONSOLE",
+            "PVH",
+            "SIGNALFD",
+            "UNIX98_PTYS",
+        ] {
+            assert_eq!(f.get(name), Some(Some("y")), "{name}");
+        }
+        for name in ["PCI", "ACPI", "MODULES"] {
+            assert_eq!(f.get(name), Some(None), "{name} must be off");
+        }
+    }
+
+    #[test]
+    fn fragment_renders_and_parses_back() {
+        let mut f = ConfigFragment::microvm().unwrap();
+        f.set("SMP", None);
+        f.set("NR_CPUS", Some("4"));
+        let again = ConfigFragment::parse(&f.render()).unwrap();
+        assert_eq!(again, f);
+        assert_eq!(again.get("SMP"), Some(None));
+        assert_eq!(again.get("NR_CPUS"), Some(Some("4")));
+    }
+
+    #[test]
+    fn malformed_fragment_lines_are_refused() {
+        assert!(ConfigFragment::parse("CONFIG_X\n").is_err());
+        assert!(ConfigFragment::parse("X=y\n").is_err());
+    }
+
+    #[test]
+    fn unmet_options_are_found() {
+        let f = ConfigFragment::parse("CONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\n").unwrap();
+        let final_config = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=y\n";
+        assert_eq!(f.unmet(final_config), vec!["B".to_string(), "C".to_string()]);
+    }
+}

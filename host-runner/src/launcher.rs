@@ -1,0 +1,504 @@
+//! Runs one job in one microvm: temp dir, vsock backend, QEMU, the host end of the
+//! channel, timeout, and the verdict.
+
+use crate::caps::HostCaps;
+use crate::vmplan::{self, ChannelPlan, DiskAttach, VmConfig};
+use anyhow::{bail, Context, Result};
+use socket2::{Domain, SockAddr, Socket, Type};
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+use vm_wire::{FrameBuffer, GuestMsg, HostMsg, JobEnd, JobSpec, MAGIC, VERSION};
+
+/// Exit status for a job that ran past its timeout (as timeout(1) uses).
+pub const EXIT_TIMEOUT: i32 = 124;
+/// Exit status for a VM that failed: kernel panic, no status reported, QEMU failure.
+pub const EXIT_VM_FAILED: i32 = 125;
+/// How long QEMU may take to exit after the guest reported the job's end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// Which job channel to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChannelChoice {
+    /// vsock (in-kernel vhost if available, else vhost-user), virtio-serial if neither.
+    Auto,
+    /// AF_VSOCK; fails if no backend can be set up.
+    Vsock,
+    /// virtio-serial port.
+    VirtioSerial,
+}
+
+/// Settings of one VM run.
+#[derive(Debug, Clone)]
+pub struct VmRequest {
+    /// The job.
+    pub spec: JobSpec,
+    /// Wall-clock limit from QEMU's start to the job's end.
+    pub timeout: Duration,
+    /// Accelerator.
+    pub accel: crate::caps::Accel,
+    /// Guest memory in MiB.
+    pub mem_mib: u32,
+    /// vCPUs.
+    pub cpus: u32,
+    /// Kernel image.
+    pub kernel: PathBuf,
+    /// Root image.
+    pub root_image: PathBuf,
+    /// Extra disks.
+    pub disks: Vec<DiskAttach>,
+    /// Channel choice.
+    pub channel: ChannelChoice,
+    /// Show kernel boot messages on the console log.
+    pub verbose_kernel: bool,
+}
+
+/// Where guest output goes.
+pub trait OutputSink {
+    /// A chunk of the job's stdout.
+    fn stdout(&mut self, data: &[u8]);
+    /// A chunk of the job's stderr.
+    fn stderr(&mut self, data: &[u8]);
+    /// A message from the guest's init or the runner.
+    fn note(&mut self, text: &str);
+}
+
+/// How a VM run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest reported the job's end.
+    Finished(JobEnd),
+    /// The job ran past its timeout; the VM was killed.
+    Timeout,
+    /// The guest kernel panicked.
+    KernelPanic,
+    /// The VM ended, or the channel broke, without a job status.
+    NoStatus(String),
+}
+
+impl Outcome {
+    /// The exit status the runner mirrors.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Finished(JobEnd::Exited(code)) => code & 0xff,
+            Outcome::Finished(JobEnd::Signaled(sig)) => 128 + sig,
+            Outcome::Finished(JobEnd::SpawnFailed { status, .. }) => i32::from(*status),
+            Outcome::Finished(JobEnd::SetupFailed(_)) => EXIT_VM_FAILED,
+            Outcome::Timeout => EXIT_TIMEOUT,
+            Outcome::KernelPanic | Outcome::NoStatus(_) => EXIT_VM_FAILED,
+        }
+    }
+
+    /// One line naming what happened.
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Finished(end) => format!("job {end}"),
+            Outcome::Timeout => "TIMEOUT: the job did not finish in time; VM killed".into(),
+            Outcome::KernelPanic => "CRASH: guest kernel panic".into(),
+            Outcome::NoStatus(why) => format!("CRASH: VM ended without a job status ({why})"),
+        }
+    }
+
+    /// True unless the VM itself failed (the job may still have failed).
+    pub fn vm_ok(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Finished(JobEnd::Exited(_) | JobEnd::Signaled(_) | JobEnd::SpawnFailed { .. })
+        )
+    }
+}
+
+/// Result of one VM run.
+#[derive(Debug)]
+pub struct VmReport {
+    /// The verdict.
+    pub outcome: Outcome,
+    /// The console log, kept in the cache.
+    pub console_log: PathBuf,
+    /// QEMU start to the guest's greeting (boot + init start + connect).
+    pub boot_time: Option<Duration>,
+    /// QEMU start to QEMU exit.
+    pub total_time: Duration,
+}
+
+impl VmReport {
+    /// The last lines of the console log.
+    pub fn console_tail(&self, lines: usize) -> String {
+        tail(&self.console_log, lines)
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Kills and reaps a child on drop, so no QEMU or daemon outlives its run.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+static VM_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A CID no other VM of this host uses: from the process id and a per-process counter.
+fn unique_cid() -> u32 {
+    let seq = VM_SEQ.fetch_add(1, Ordering::Relaxed) & 0xff;
+    3 + ((std::process::id() & 0x7f_ffff) << 8 | seq)
+}
+
+fn plan_channel(choice: ChannelChoice, caps: &HostCaps, dir: &Path) -> Result<ChannelPlan> {
+    let serial = || ChannelPlan::VirtioSerial {
+        socket: dir.join("vmjob.sock"),
+    };
+    let user = || ChannelPlan::VhostUserVsock {
+        cid: unique_cid(),
+        backend_socket: dir.join("vhost-vsock.sock"),
+        uds: dir.join("vsock"),
+    };
+    Ok(match choice {
+        ChannelChoice::VirtioSerial => serial(),
+        _ if caps.vhost_vsock => {
+            let cid = unique_cid();
+            ChannelPlan::VhostKernelVsock {
+                cid,
+                port: 10_000 + cid % 50_000,
+            }
+        }
+        ChannelChoice::Vsock => {
+            crate::vsockd::ensure_daemon()?;
+            user()
+        }
+        ChannelChoice::Auto => match crate::vsockd::ensure_daemon() {
+            Ok(_) => user(),
+            Err(e) => {
+                eprintln!("host-runner: no vsock backend ({e:#}); using virtio-serial");
+                serial()
+            }
+        },
+    })
+}
+
+fn console_log_path() -> Result<PathBuf> {
+    let dir = crate::cache::cache_dir("logs")?;
+    prune_logs(&dir, 200);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Ok(dir.join(format!(
+        "{}.{:09}-{}-{}.console.log",
+        stamp.as_secs(),
+        stamp.subsec_nanos(),
+        std::process::id(),
+        VM_SEQ.load(Ordering::Relaxed)
+    )))
+}
+
+/// Keeps the newest `keep` console logs.
+fn prune_logs(dir: &Path, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let mut logs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    if logs.len() <= keep {
+        return;
+    }
+    logs.sort();
+    for old in &logs[..logs.len() - keep] {
+        let _ = std::fs::remove_file(old);
+    }
+}
+
+fn listen(plan: &ChannelPlan) -> Result<Socket> {
+    let sock = match plan {
+        ChannelPlan::VhostKernelVsock { port, .. } => {
+            let s = Socket::new(Domain::VSOCK, Type::STREAM, None).context("vsock socket")?;
+            s.bind(&SockAddr::vsock(libc::VMADDR_CID_ANY, *port))
+                .with_context(|| format!("binding vsock port {port}"))?;
+            s
+        }
+        _ => {
+            let path = plan.host_socket().context("channel without a host socket")?;
+            let s = Socket::new(Domain::UNIX, Type::STREAM, None).context("unix socket")?;
+            s.bind(&SockAddr::unix(&path)?)
+                .with_context(|| format!("binding {}", path.display()))?;
+            s
+        }
+    };
+    sock.listen(1)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock)
+}
+
+fn spawn_logged(program: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<Reaped> {
+    let out = std::fs::File::create(log)?;
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        // Its own process group: a Ctrl-C on the terminal is for the job, which the
+        // runner forwards; it must not kill QEMU or the backend.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    Ok(Reaped(child))
+}
+
+use std::os::unix::process::CommandExt;
+
+/// Boots a VM, runs the job, streams its output to `sink`, forwards signals arriving on
+/// `signals`, and returns the verdict. Errors are failures to set the VM up at all.
+pub fn run_vm(
+    req: &VmRequest,
+    caps: &HostCaps,
+    sink: &mut dyn OutputSink,
+    signals: Option<&Receiver<i32>>,
+) -> Result<VmReport> {
+    if !req.kernel.is_file() {
+        bail!("kernel {} does not exist", req.kernel.display());
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("microvm-")
+        .tempdir()
+        .context("creating the VM's temp dir")?;
+    let channel = plan_channel(req.channel, caps, dir.path())?;
+    let console_log = console_log_path()?;
+    let cfg = VmConfig {
+        accel: req.accel,
+        mem_mib: req.mem_mib,
+        cpus: req.cpus,
+        kernel: req.kernel.clone(),
+        root_image: req.root_image.clone(),
+        disks: req.disks.clone(),
+        channel: channel.clone(),
+        console_log: console_log.clone(),
+        quiet_kernel: !req.verbose_kernel,
+    };
+    let listener = listen(&channel)?;
+
+    let _daemon = match vmplan::vsock_daemon_argv(&channel) {
+        Some(args) => {
+            let bin = caps
+                .vsock_daemon
+                .clone()
+                .or_else(crate::vsockd::find_daemon)
+                .context("vhost-device-vsock is not installed")?;
+            let log = dir.path().join("vsockd.log");
+            let mut d = spawn_logged(&bin, &args, &log)?;
+            let ChannelPlan::VhostUserVsock { backend_socket, .. } = &channel else {
+                unreachable!("daemon argv only exists for vhost-user")
+            };
+            wait_for_socket(backend_socket, &mut d, &log)?;
+            Some(d)
+        }
+        None => None,
+    };
+
+    let qemu_log = dir.path().join("qemu.log");
+    let start = Instant::now();
+    let mut qemu = spawn_logged(
+        Path::new("qemu-system-x86_64"),
+        &vmplan::qemu_argv(&cfg),
+        &qemu_log,
+    )?;
+    let deadline = start + req.timeout;
+    let mut session = Session {
+        qemu: &mut qemu,
+        qemu_log: &qemu_log,
+        deadline,
+        sink,
+        signals,
+        pending_signals: Vec::new(),
+    };
+    let (outcome, boot_time) = session.drive(&listener, &req.spec, &console_log)?;
+    let total_time = start.elapsed();
+    drop(qemu);
+    Ok(VmReport {
+        outcome,
+        console_log,
+        boot_time,
+        total_time,
+    })
+}
+
+fn wait_for_socket(path: &Path, daemon: &mut Reaped, log: &Path) -> Result<()> {
+    let until = Instant::now() + Duration::from_secs(5);
+    while !path.exists() {
+        if let Some(status) = daemon.0.try_wait()? {
+            bail!(
+                "vhost-device-vsock exited ({status}): {}",
+                tail(log, 5)
+            );
+        }
+        if Instant::now() > until {
+            bail!("vhost-device-vsock did not create {}", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// The host end of one VM's channel.
+struct Session<'a> {
+    qemu: &'a mut Reaped,
+    qemu_log: &'a Path,
+    deadline: Instant,
+    sink: &'a mut dyn OutputSink,
+    signals: Option<&'a Receiver<i32>>,
+    /// Signals that arrived before the job was sent.
+    pending_signals: Vec<i32>,
+}
+
+enum Step {
+    Continue,
+    Done(Outcome),
+}
+
+impl Session<'_> {
+    fn drive(
+        &mut self,
+        listener: &Socket,
+        spec: &JobSpec,
+        console_log: &Path,
+    ) -> Result<(Outcome, Option<Duration>)> {
+        let start = Instant::now();
+        // 1. Wait for the guest to connect.
+        let mut stream = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e).context("accepting the guest's connection"),
+            }
+            if let Step::Done(o) = self.check_vm(console_log)? {
+                return Ok((o, None));
+            }
+            self.collect_signals();
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(Duration::from_millis(20)))?;
+        let mut frames = FrameBuffer::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut boot_time = None;
+        let mut end: Option<JobEnd> = None;
+        let mut end_at = Instant::now();
+
+        // 2. Exchange frames until the guest reports the end and QEMU exits.
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => {}
+                Ok(n) => frames.push(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(e) => {
+                    // The guest side vanished; QEMU's exit will tell why.
+                    self.sink.note(&format!("channel error: {e}"));
+                }
+            }
+            loop {
+                let body = match frames.next_frame() {
+                    Ok(Some(b)) => b,
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Ok((Outcome::NoStatus(format!("corrupt stream from guest: {e}")), boot_time))
+                    }
+                };
+                let msg = match GuestMsg::decode(&body) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        return Ok((Outcome::NoStatus(format!("bad message from guest: {e}")), boot_time))
+                    }
+                };
+                match msg {
+                    GuestMsg::Hello { magic, version } => {
+                        if magic != MAGIC || version != VERSION {
+                            return Ok((
+                                Outcome::NoStatus(format!(
+                                    "guest speaks protocol {magic:#x} v{version}, host v{VERSION}; rebuild the image"
+                                )),
+                                boot_time,
+                            ));
+                        }
+                        boot_time = Some(start.elapsed());
+                        send(&mut stream, &HostMsg::Job(spec.clone()))?;
+                        for sig in std::mem::take(&mut self.pending_signals) {
+                            send(&mut stream, &HostMsg::Signal(sig))?;
+                        }
+                    }
+                    GuestMsg::Stdout(d) => self.sink.stdout(&d),
+                    GuestMsg::Stderr(d) => self.sink.stderr(&d),
+                    GuestMsg::Log(text) => self.sink.note(&format!("guest init: {text}")),
+                    GuestMsg::End(e) => {
+                        let _ = send(&mut stream, &HostMsg::EndAck);
+                        end = Some(e);
+                        end_at = Instant::now();
+                    }
+                }
+            }
+            if let Some(e) = &end {
+                if self.qemu.0.try_wait()?.is_some() {
+                    return Ok((Outcome::Finished(e.clone()), boot_time));
+                }
+                if end_at.elapsed() > SHUTDOWN_GRACE {
+                    self.sink.note("the VM did not power off after the job ended; killed it");
+                    return Ok((Outcome::Finished(e.clone()), boot_time));
+                }
+                continue;
+            }
+            if let Step::Done(o) = self.check_vm(console_log)? {
+                return Ok((o, boot_time));
+            }
+            self.collect_signals();
+            if boot_time.is_some() {
+                for sig in std::mem::take(&mut self.pending_signals) {
+                    send(&mut stream, &HostMsg::Signal(sig))?;
+                }
+            }
+        }
+    }
+
+    /// Queues signals the user sent to the runner.
+    fn collect_signals(&mut self) {
+        if let Some(rx) = self.signals {
+            while let Ok(sig) = rx.try_recv() {
+                self.pending_signals.push(sig);
+            }
+        }
+    }
+
+    /// Checks the deadline and whether QEMU ended before the job did.
+    fn check_vm(&mut self, console_log: &Path) -> Result<Step> {
+        if Instant::now() >= self.deadline {
+            let _ = self.qemu.0.kill();
+            let _ = self.qemu.0.wait();
+            return Ok(Step::Done(Outcome::Timeout));
+        }
+        let Some(status) = self.qemu.0.try_wait()? else {
+            return Ok(Step::Continue);
+        };
+        let console = std::fs::read(console_log).unwrap_or_default();
+        let console = String::from_utf8_lossy(&console);
+        if console.contains("Kernel panic") {
+            return Ok(Step::Done(Outcome::KernelPanic));
+        }
+        let why = if status.success() {
+            "the guest rebooted without reporting".to_string()
+        } else {
+            format!("QEMU {status}: {}", tail(self.qemu_log, 5).trim())
+        };
+        Ok(Step::Done(Outcome::NoStatus(why)))
+    }
+}
+
+fn send(stream: &mut Socket, msg: &HostMsg) -> Result<()> {
+    stream
+        .write_all(&msg.encode())
+        .context("sending to the guest")
+}

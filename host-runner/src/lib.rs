@@ -1,0 +1,40 @@
+//! Host side of the microvm test system: builds the guest kernel and root image, boots
+//! one QEMU microvm per job and talks to the guest's PID 1 over vsock.
+//!
+//! The binaries (`host-runner`, `run-in-vm`) are thin: [`cli`] parses arguments into
+//! values, everything else takes those values.
+
+pub mod cache;
+pub mod caps;
+pub mod cli;
+pub mod deps;
+pub mod image;
+pub mod kernel;
+pub mod launcher;
+pub mod testsuite;
+pub mod vmplan;
+pub mod vsockd;
+
+/// Exit status for bad arguments or a missing input file.
+pub const EXIT_USAGE: i32 = 2;
+
+/// An error in what the user asked for (as opposed to a failure while doing it).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Maps an error to the runner's exit status: 2 for usage errors, else 125.
+pub fn exit_code_for(err: &anyhow::Error) -> i32 {
+    if err.downcast_ref::<UsageError>().is_some() {
+        EXIT_USAGE
+    } else {
+        launcher::EXIT_VM_FAILED
+    }
+}

@@ -1,0 +1,369 @@
+//! Pure builders: the kernel command line, QEMU's argv and the vsock backend's argv.
+//!
+//! Nothing here touches the machine; every decision is made from the values passed in,
+//! so the unit tests below read the command lines as data.
+
+use crate::caps::Accel;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The vsock port the guest connects to for its job.
+pub const JOB_PORT: u32 = 1024;
+/// Name of the virtio-serial port used as the fallback job channel.
+pub const SERIAL_PORT_NAME: &str = "vmjob";
+
+/// How the job channel crosses into the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelPlan {
+    /// vhost-user-vsock-device served by vhost-device-vsock; the host listens on
+    /// `<uds>_<port>`.
+    VhostUserVsock {
+        /// Guest CID given to the backend.
+        cid: u32,
+        /// The vhost-user socket QEMU connects to.
+        backend_socket: PathBuf,
+        /// The Unix socket prefix the backend forwards guest connections to.
+        uds: PathBuf,
+    },
+    /// vhost-vsock-device on the host kernel's /dev/vhost-vsock; the host listens on
+    /// AF_VSOCK.
+    VhostKernelVsock {
+        /// Guest CID, unique among running VMs.
+        cid: u32,
+        /// Host port, unique among running VMs (all share the host's vsock namespace).
+        port: u32,
+    },
+    /// virtio-serial port whose chardev connects to a Unix socket the host listens on.
+    VirtioSerial {
+        /// The host's listening socket.
+        socket: PathBuf,
+    },
+}
+
+impl ChannelPlan {
+    /// The `vmjob.channel=` value that tells PID 1 how to reach the host.
+    pub fn guest_param(&self) -> String {
+        match self {
+            ChannelPlan::VhostUserVsock { .. } => format!("vsock:{JOB_PORT}"),
+            ChannelPlan::VhostKernelVsock { port, .. } => format!("vsock:{port}"),
+            ChannelPlan::VirtioSerial { .. } => format!("virtio-serial:{SERIAL_PORT_NAME}"),
+        }
+    }
+
+    /// Where the host listens for the guest, if it is a Unix socket.
+    pub fn host_socket(&self) -> Option<PathBuf> {
+        match self {
+            ChannelPlan::VhostUserVsock { uds, .. } => {
+                let mut p = uds.clone().into_os_string();
+                p.push(format!("_{JOB_PORT}"));
+                Some(PathBuf::from(p))
+            }
+            ChannelPlan::VirtioSerial { socket } => Some(socket.clone()),
+            ChannelPlan::VhostKernelVsock { .. } => None,
+        }
+    }
+}
+
+/// An extra disk given to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskAttach {
+    /// The ext2 image on the host.
+    pub image: PathBuf,
+    /// virtio-blk serial (the guest finds the disk by it).
+    pub serial: String,
+    /// Attach read-only.
+    pub read_only: bool,
+    /// Bypass the host page cache (cache=none), so "cold" in the guest is really cold.
+    pub bypass_host_cache: bool,
+}
+
+/// Everything one VM is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    /// KVM or TCG.
+    pub accel: Accel,
+    /// Guest memory in MiB.
+    pub mem_mib: u32,
+    /// vCPUs.
+    pub cpus: u32,
+    /// vmlinux (PVH entry) or bzImage.
+    pub kernel: PathBuf,
+    /// ext2 root image; opened with snapshot=on so concurrent VMs share it safely.
+    pub root_image: PathBuf,
+    /// Extra disks, in order.
+    pub disks: Vec<DiskAttach>,
+    /// The job channel.
+    pub channel: ChannelPlan,
+    /// Where the serial console goes.
+    pub console_log: PathBuf,
+    /// Pass `quiet` to the kernel: printing boot messages over the emulated UART is slow.
+    pub quiet_kernel: bool,
+}
+
+/// The kernel command line for `cfg`.
+pub fn kernel_cmdline(cfg: &VmConfig) -> String {
+    let mut args: Vec<String> = vec![
+        "console=ttyS0".into(),
+        // No ACPI: a reboot through the triple-fault path, which -no-reboot turns into
+        // QEMU exiting.
+        "reboot=t".into(),
+        // A panic reboots at once, so QEMU exits instead of hanging; the runner tells a
+        // panic from success by the missing job status.
+        "panic=-1".into(),
+        "root=/dev/vda".into(),
+        "rootfstype=ext2".into(),
+        "rw".into(),
+        "init=/sbin/init".into(),
+    ];
+    if cfg.quiet_kernel {
+        args.push("quiet".into());
+    }
+    args.push(format!("vmjob.channel={}", cfg.channel.guest_param()));
+    args.join(" ")
+}
+
+fn push(argv: &mut Vec<OsString>, items: &[&str]) {
+    argv.extend(items.iter().map(OsString::from));
+}
+
+fn path_opt(prefix: &str, path: &Path, suffix: &str) -> OsString {
+    let mut s = OsString::from(prefix);
+    s.push(path.as_os_str());
+    s.push(suffix);
+    s
+}
+
+/// QEMU's arguments (without the program name) for `cfg`.
+pub fn qemu_argv(cfg: &VmConfig) -> Vec<OsString> {
+    let mut argv = Vec::new();
+    // vhost-user backends map guest RAM, so it must be a shared memfd.
+    let shared_mem = matches!(cfg.channel, ChannelPlan::VhostUserVsock { .. });
+    let machine = if shared_mem {
+        "microvm,acpi=off,memory-backend=mem"
+    } else {
+        "microvm,acpi=off"
+    };
+    push(&mut argv, &["-M", machine]);
+    if shared_mem {
+        push(
+            &mut argv,
+            &[
+                "-object",
+                &format!("memory-backend-memfd,id=mem,size={}M,share=on", cfg.mem_mib),
+            ],
+        );
+    }
+    push(&mut argv, &["-m", &format!("{}M", cfg.mem_mib)]);
+    push(&mut argv, &["-smp", &cfg.cpus.to_string()]);
+    match cfg.accel {
+        Accel::Kvm => push(&mut argv, &["-accel", "kvm", "-cpu", "host"]),
+        Accel::Tcg => push(&mut argv, &["-accel", "tcg,thread=multi", "-cpu", "max"]),
+    }
+    push(
+        &mut argv,
+        &["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"],
+    );
+    argv.push("-serial".into());
+    argv.push(path_opt("file:", &cfg.console_log, ""));
+    argv.push("-kernel".into());
+    argv.push(cfg.kernel.clone().into_os_string());
+    push(&mut argv, &["-append", &kernel_cmdline(cfg)]);
+
+    // The root disk first: it becomes /dev/vda.
+    argv.push("-drive".into());
+    argv.push(path_opt(
+        "id=root,file=",
+        &cfg.root_image,
+        ",format=raw,if=none,snapshot=on",
+    ));
+    push(
+        &mut argv,
+        &["-device", "virtio-blk-device,drive=root,serial=root"],
+    );
+    for (i, disk) in cfg.disks.iter().enumerate() {
+        let mut opts = String::from(",format=raw,if=none");
+        if disk.read_only {
+            opts.push_str(",readonly=on");
+        }
+        if disk.bypass_host_cache {
+            opts.push_str(",cache=none,aio=threads");
+        }
+        argv.push("-drive".into());
+        argv.push(path_opt(&format!("id=disk{i},file="), &disk.image, &opts));
+        push(
+            &mut argv,
+            &[
+                "-device",
+                &format!("virtio-blk-device,drive=disk{i},serial={}", disk.serial),
+            ],
+        );
+    }
+    match &cfg.channel {
+        ChannelPlan::VhostUserVsock { backend_socket, .. } => {
+            argv.push("-chardev".into());
+            argv.push(path_opt("socket,id=vsock,path=", backend_socket, ""));
+            push(&mut argv, &["-device", "vhost-user-vsock-device,chardev=vsock"]);
+        }
+        ChannelPlan::VhostKernelVsock { cid, .. } => {
+            push(
+                &mut argv,
+                &["-device", &format!("vhost-vsock-device,guest-cid={cid}")],
+            );
+        }
+        ChannelPlan::VirtioSerial { socket } => {
+            push(&mut argv, &["-device", "virtio-serial-device"]);
+            argv.push("-chardev".into());
+            argv.push(path_opt("socket,id=vmjob,path=", socket, ""));
+            push(
+                &mut argv,
+                &[
+                    "-device",
+                    &format!("virtserialport,chardev=vmjob,name={SERIAL_PORT_NAME}"),
+                ],
+            );
+        }
+    }
+    argv
+}
+
+/// vhost-device-vsock's arguments for a vhost-user channel.
+pub fn vsock_daemon_argv(channel: &ChannelPlan) -> Option<Vec<OsString>> {
+    let ChannelPlan::VhostUserVsock {
+        cid,
+        backend_socket,
+        uds,
+    } = channel
+    else {
+        return None;
+    };
+    let mut spec = OsString::from(format!("guest-cid={cid},socket="));
+    spec.push(backend_socket.as_os_str());
+    spec.push(",uds-path=");
+    spec.push(uds.as_os_str());
+    Some(vec!["--vm".into(), spec])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(channel: ChannelPlan) -> VmConfig {
+        VmConfig {
+            accel: Accel::Tcg,
+            mem_mib: 512,
+            cpus: 2,
+            kernel: "/k/vmlinux".into(),
+            root_image: "/c/root.ext2".into(),
+            disks: vec![DiskAttach {
+                image: "/c/src.ext2".into(),
+                serial: "src".into(),
+                read_only: true,
+                bypass_host_cache: true,
+            }],
+            channel,
+            console_log: "/t/console.log".into(),
+            quiet_kernel: true,
+        }
+    }
+
+    fn vhost_user() -> ChannelPlan {
+        ChannelPlan::VhostUserVsock {
+            cid: 7,
+            backend_socket: "/t/vhost.sock".into(),
+            uds: "/t/vsock".into(),
+        }
+    }
+
+    fn strings(argv: &[OsString]) -> Vec<String> {
+        argv.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    /// The value following `flag`, for each occurrence.
+    fn values(argv: &[String], flag: &str) -> Vec<String> {
+        argv.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].clone())
+            .collect()
+    }
+
+    #[test]
+    fn cmdline_has_clean_exit_and_channel() {
+        let line = kernel_cmdline(&cfg(vhost_user()));
+        for want in ["reboot=t", "panic=-1", "root=/dev/vda", "console=ttyS0", "quiet"] {
+            assert!(line.split(' ').any(|w| w == want), "{want} in {line}");
+        }
+        assert!(line.ends_with("vmjob.channel=vsock:1024"));
+        let serial = kernel_cmdline(&cfg(ChannelPlan::VirtioSerial {
+            socket: "/t/s".into(),
+        }));
+        assert!(serial.ends_with("vmjob.channel=virtio-serial:vmjob"));
+    }
+
+    #[test]
+    fn vhost_user_needs_shared_memory_backend() {
+        let argv = strings(&qemu_argv(&cfg(vhost_user())));
+        assert_eq!(values(&argv, "-M"), ["microvm,acpi=off,memory-backend=mem"]);
+        assert_eq!(
+            values(&argv, "-object"),
+            ["memory-backend-memfd,id=mem,size=512M,share=on"]
+        );
+        assert_eq!(values(&argv, "-chardev"), ["socket,id=vsock,path=/t/vhost.sock"]);
+        assert!(argv.contains(&"vhost-user-vsock-device,chardev=vsock".to_string()));
+        assert!(argv.contains(&"-no-reboot".to_string()));
+    }
+
+    #[test]
+    fn other_channels_use_plain_memory() {
+        for channel in [
+            ChannelPlan::VhostKernelVsock { cid: 9, port: 5000 },
+            ChannelPlan::VirtioSerial {
+                socket: "/t/s".into(),
+            },
+        ] {
+            let argv = strings(&qemu_argv(&cfg(channel)));
+            assert_eq!(values(&argv, "-M"), ["microvm,acpi=off"]);
+            assert!(values(&argv, "-object").is_empty());
+        }
+        let argv = strings(&qemu_argv(&cfg(ChannelPlan::VhostKernelVsock { cid: 9, port: 5000 })));
+        assert!(argv.contains(&"vhost-vsock-device,guest-cid=9".to_string()));
+    }
+
+    #[test]
+    fn root_disk_comes_first_and_disks_carry_serials() {
+        let argv = strings(&qemu_argv(&cfg(vhost_user())));
+        assert_eq!(
+            values(&argv, "-drive"),
+            [
+                "id=root,file=/c/root.ext2,format=raw,if=none,snapshot=on",
+                "id=disk0,file=/c/src.ext2,format=raw,if=none,readonly=on,cache=none,aio=threads"
+            ]
+        );
+        let devices = values(&argv, "-device");
+        assert_eq!(devices[0], "virtio-blk-device,drive=root,serial=root");
+        assert_eq!(devices[1], "virtio-blk-device,drive=disk0,serial=src");
+    }
+
+    #[test]
+    fn accelerator_selects_cpu_model() {
+        let mut c = cfg(vhost_user());
+        let argv = strings(&qemu_argv(&c));
+        assert_eq!(values(&argv, "-accel"), ["tcg,thread=multi"]);
+        assert_eq!(values(&argv, "-cpu"), ["max"]);
+        c.accel = Accel::Kvm;
+        let argv = strings(&qemu_argv(&c));
+        assert_eq!(values(&argv, "-accel"), ["kvm"]);
+        assert_eq!(values(&argv, "-cpu"), ["host"]);
+    }
+
+    #[test]
+    fn daemon_argv_and_host_socket_agree() {
+        let ch = vhost_user();
+        let argv = strings(&vsock_daemon_argv(&ch).unwrap());
+        assert_eq!(
+            argv,
+            ["--vm", "guest-cid=7,socket=/t/vhost.sock,uds-path=/t/vsock"]
+        );
+        assert_eq!(ch.host_socket().unwrap(), PathBuf::from("/t/vsock_1024"));
+        assert!(vsock_daemon_argv(&ChannelPlan::VhostKernelVsock { cid: 3, port: 5000 }).is_none());
+    }
+}

@@ -181,11 +181,9 @@ fn run_one(t: &TestCase, args: &TestArgs, art: &Artifacts, stock: Option<&Path>,
             let secs = report.total_time.as_secs_f64();
             let passed = report.outcome == launcher::Outcome::Finished(vm_wire::JobEnd::Exited(0));
             let verdict = if passed {
-                "PASS".to_string()
-            } else if report.outcome.vm_ok() {
-                format!("FAIL ({})", report.outcome.describe())
+                format!("PASS {}", t.name)
             } else {
-                format!("FAIL {}", report.outcome.describe())
+                format!("FAIL {}: {};", t.name, report.outcome.describe())
             };
             let console = (!report.outcome.vm_ok()).then(|| {
                 format!(
@@ -194,7 +192,7 @@ fn run_one(t: &TestCase, args: &TestArgs, art: &Artifacts, stock: Option<&Path>,
                     indent(&report.console_tail(15))
                 )
             });
-            (passed, format!("{verdict} {} ({secs:.2}s)", t.name), console)
+            (passed, format!("{verdict} ({secs:.2}s)"), console)
         }
         Err(e) => (false, format!("FAIL {} (runner error: {e:#})", t.name), None),
     };

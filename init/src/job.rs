@@ -158,11 +158,17 @@ fn spawn(spec: &JobSpec) -> Result<std::process::Child, JobEnd> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent; it makes
-    // the job a session and process-group leader so signals reach all of it.
+    // SAFETY: setsid, sigprocmask and signal are async-signal-safe and touch no memory
+    // of the parent. The job becomes a session and process-group leader so signals reach
+    // all of it, and starts with the signal state a login shell would give it instead of
+    // PID 1's (all handled signals blocked, SIGPIPE ignored by the Rust runtime).
     unsafe {
         cmd.pre_exec(|| {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .map_err(std::io::Error::from)?;
+            nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl)
+                .map_err(std::io::Error::from)?;
             Ok(())
         });
     }

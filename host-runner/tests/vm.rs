@@ -1,0 +1,196 @@
+//! End-to-end tests of `run-in-vm`: real kernel, real QEMU microvm, real vsock.
+//!
+//! Each test boots one or more VMs under whatever accelerator the host offers (TCG here).
+
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn run_in_vm() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-in-vm"));
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    run_in_vm()
+        .args(args)
+        .output()
+        .expect("run-in-vm starts")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn exit_statuses_are_mirrored() {
+    let cases: &[(&[&str], i32)] = &[
+        (&["true"], 0),
+        (&["false"], 1),
+        (&["sh", "-c", "exit 7"], 7),
+        (&["/etc/passwd"], 126),
+        (&["no-such-program"], 127),
+        (&["sh", "-c", "kill -TERM $$"], 143),
+        (&["sh", "-c", "kill -KILL $$"], 137),
+    ];
+    for (cmd, want) in cases {
+        let mut args = vec!["--no-src", "--timeout", "120"];
+        args.extend_from_slice(cmd);
+        let out = run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(*want),
+            "{cmd:?}\nstdout: {}\nstderr: {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn spawn_failures_are_named() {
+    let out = run(&["--no-src", "no-such-program"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(text(&out.stderr).contains("no-such-program"), "{}", text(&out.stderr));
+}
+
+fn guest_tests_bin() -> PathBuf {
+    // Built by the first run-in-vm call of this process (the runner builds the guest).
+    let ws = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ws.join("target"));
+    target.join("x86_64-unknown-linux-gnu/release/guest-tests")
+}
+
+fn sha(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn megabytes_of_stdout_and_stderr_arrive_complete_and_separate() {
+    let (out_len, err_len, seed) = ("3000000", "2000000", "12345");
+    let vm = run(&["--no-src", "guest-tests", "emit", out_len, err_len, seed]);
+    assert_eq!(vm.status.code(), Some(0), "stderr tail: {}", text(&vm.stderr[vm.stderr.len().saturating_sub(500)..]));
+    // The reference: the same static program run on the host.
+    let host = Command::new(guest_tests_bin())
+        .args(["emit", out_len, err_len, seed])
+        .output()
+        .expect("guest-tests runs on the host");
+    assert!(host.status.success());
+    assert_eq!(vm.stdout.len(), 3_000_000);
+    assert_eq!(vm.stderr.len(), 2_000_000);
+    assert_eq!(sha(&vm.stdout), sha(&host.stdout), "stdout differs");
+    assert_eq!(sha(&vm.stderr), sha(&host.stderr), "stderr differs");
+}
+
+#[test]
+fn a_signal_to_the_runner_reaches_the_job_process_group() {
+    let script = r#"
+        (trap 'echo child got INT; exit 0' INT; while :; do sleep 0.05; done) &
+        trap 'echo parent got INT' INT
+        echo ready
+        wait; wait
+        exit 42
+    "#;
+    let mut child = run_in_vm()
+        .args(["--no-src", "--timeout", "120", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run-in-vm starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // Give the background loop a moment to install its trap.
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(rest.contains("child got INT"), "{rest}");
+    assert!(rest.contains("parent got INT"), "{rest}");
+    assert_eq!(status.code(), Some(42), "{rest}");
+}
+
+#[test]
+fn a_job_past_its_timeout_is_killed_and_named() {
+    let started = std::time::Instant::now();
+    let out = run(&["--no-src", "--timeout", "4", "sleep", "100"]);
+    assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("TIMEOUT"), "{}", text(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn a_guest_kernel_panic_is_reported_as_a_crash() {
+    let out = run(&["--no-src", "sh", "-c", "echo c > /proc/sysrq-trigger"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("kernel panic"), "{err}");
+    assert!(err.contains("console log:"), "{err}");
+}
+
+#[test]
+fn missing_kernel_and_bad_arguments_exit_2() {
+    let out = run(&["--kernel", "/nonexistent/vmlinux", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("/nonexistent/vmlinux"), "{}", text(&out.stderr));
+    for bad in [
+        &["--mem", "lots", "true"][..],
+        &[][..],
+        &["--disk", "nocolon", "true"][..],
+        &["--disk", "/nonexistent:/x", "true"][..],
+        &["--cpus", "0", "--no-src", "true"][..],
+    ] {
+        let out = run(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
+        assert!(!out.stderr.is_empty(), "{bad:?} gave no message");
+    }
+}
+
+#[test]
+fn the_current_directory_appears_read_only_at_src() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), "from the host\n").unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let out = run_in_vm()
+        .current_dir(dir.path())
+        .args(["sh", "-c", "cat /src/hello.txt; ls /src; touch /src/new 2>/dev/null && echo WRITABLE; true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(o.starts_with("from the host\n"), "{o}");
+    assert!(o.contains("sub"), "{o}");
+    assert!(!o.contains("WRITABLE"), "/src must be read-only: {o}");
+}
+
+#[test]
+fn explicit_disks_mount_where_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data"), "disk content").unwrap();
+    let spec = format!("{}:/mnt/data", dir.path().display());
+    let out = run(&["--no-src", "--disk", &spec, "cat", "/mnt/data/data"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "disk content");
+}
+
+#[test]
+fn virtio_serial_fallback_channel_works() {
+    let out = run(&["--no-src", "--channel", "virtio-serial", "sh", "-c", "echo over serial; echo err >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "over serial\n");
+    assert_eq!(text(&out.stderr), "err\n");
+}

@@ -1,0 +1,154 @@
+//! Does this kernel have IORING_OP_GETDENTS? Decided once, never guessed.
+//!
+//! Out-of-tree opcode numbers collide with later mainline ones (58 is IORING_OP_RECV_ZC
+//! from Linux 6.15), so the probe listing the number is not enough: the op must also
+//! read a known directory exactly as getdents64(2) does.
+
+use crate::{getdents64, DirFd, DirentIter, Getdents};
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::OnceLock;
+
+/// The verdict of detection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Support {
+    /// The op exists and behaves like getdents64(2).
+    Available,
+    /// io_uring itself is unavailable (disabled, seccomp, old kernel).
+    NoRing(String),
+    /// The probe does not list the opcode.
+    NotInProbe,
+    /// The probe lists the opcode but it does not behave like getdents (another op with
+    /// the same number, or a broken implementation).
+    Misbehaves(String),
+}
+
+impl Support {
+    /// True when the op can be used.
+    pub fn is_available(&self) -> bool {
+        matches!(self, Support::Available)
+    }
+}
+
+/// The cached verdict for this process.
+pub fn detect() -> &'static Support {
+    static SUPPORT: OnceLock<Support> = OnceLock::new();
+    SUPPORT.get_or_init(detect_uncached)
+}
+
+/// Runs detection now (probe + functional check on "/").
+pub fn detect_uncached() -> Support {
+    let mut ring = match io_uring::IoUring::new(2) {
+        Ok(r) => r,
+        Err(e) => return Support::NoRing(e.to_string()),
+    };
+    let mut probe = io_uring::Probe::new();
+    if let Err(e) = ring.submitter().register_probe(&mut probe) {
+        return Support::NoRing(format!("IORING_REGISTER_PROBE: {e}"));
+    }
+    if !probe.is_supported(crate::IORING_OP_GETDENTS) {
+        return Support::NotInProbe;
+    }
+    match functional_check(&mut ring, "/") {
+        Ok(()) => Support::Available,
+        Err(why) => Support::Misbehaves(why),
+    }
+}
+
+fn open_dir(path: &str) -> Result<OwnedFd, String> {
+    let c = CString::new(path).map_err(|e| e.to_string())?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(format!("open {path}: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads the first buffer of `path` through the op and through getdents64(2) on two
+/// separate opens, and requires identical records.
+fn functional_check(ring: &mut io_uring::IoUring, path: &str) -> Result<(), String> {
+    let reference_fd = open_dir(path)?;
+    let op_fd = open_dir(path)?;
+    let mut reference = vec![0u8; 4096];
+    let n = getdents64(reference_fd.as_fd(), &mut reference).map_err(|e| e.to_string())?;
+    reference.truncate(n);
+
+    let mut buf = vec![0u8; 4096];
+    let sqe = Getdents::new(DirFd::Fd(op_fd.as_raw_fd()), buf.as_mut_ptr(), buf.len() as u32)
+        .build()
+        .user_data(0x6765_7464);
+    // SAFETY: `buf` and `op_fd` outlive the request: we wait for its completion below
+    // before either is dropped.
+    unsafe {
+        ring.submission()
+            .push(&sqe)
+            .map_err(|_| "submission queue full".to_string())?;
+    }
+    ring.submit_and_wait(1).map_err(|e| format!("io_uring_enter: {e}"))?;
+    let cqe = ring
+        .completion()
+        .next()
+        .ok_or_else(|| "no completion".to_string())?;
+    if cqe.user_data() != 0x6765_7464 {
+        return Err("completion for another request".into());
+    }
+    let res = cqe.result();
+    if res < 0 {
+        return Err(format!(
+            "opcode {} on a directory failed: {}",
+            crate::IORING_OP_GETDENTS,
+            std::io::Error::from_raw_os_error(-res)
+        ));
+    }
+    buf.truncate(res as usize);
+    if buf != reference {
+        return Err(format!(
+            "opcode {} filled {} bytes unlike getdents64(2)'s {}",
+            crate::IORING_OP_GETDENTS,
+            buf.len(),
+            reference.len()
+        ));
+    }
+    if DirentIter::new(&buf).any(|e| e.is_err()) || buf.is_empty() {
+        return Err("records do not parse".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection_is_consistent_and_cached() {
+        let first = detect().clone();
+        assert_eq!(&first, detect());
+        // Whatever the verdict, a fresh detection agrees with it.
+        assert_eq!(first, detect_uncached());
+    }
+
+    #[test]
+    fn a_stock_kernel_is_not_misdetected() {
+        // On any kernel without this project's patch the op must not be reported
+        // available. The patched kernel announces itself with its uapi opcode; on the
+        // host running these unit tests the kernel is stock.
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let verdict = detect_uncached();
+        if !std::path::Path::new("/proc/sys/kernel/osrelease").exists() || release.is_empty() {
+            return;
+        }
+        eprintln!("kernel {}: {verdict:?}", release.trim());
+        if verdict.is_available() {
+            // Only acceptable if the op really behaves: re-check functionally.
+            let mut ring = io_uring::IoUring::new(2).unwrap();
+            functional_check(&mut ring, "/").unwrap();
+        }
+    }
+}

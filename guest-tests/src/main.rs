@@ -5,6 +5,7 @@
 //! passed. `guest-tests emit ...` is a helper for the host's own integration tests.
 
 mod emit;
+mod getdents;
 mod vm;
 
 use anyhow::{bail, Result};
@@ -23,6 +24,7 @@ pub struct Test {
 fn all_tests() -> Vec<Test> {
     let mut tests = Vec::new();
     tests.extend(vm::tests());
+    tests.extend(getdents::tests());
     tests
 }
 

@@ -90,38 +90,58 @@ fn megabytes_of_stdout_and_stderr_arrive_complete_and_separate() {
     assert_eq!(sha(&vm.stderr), sha(&host.stderr), "stderr differs");
 }
 
-#[test]
-fn a_signal_to_the_runner_reaches_the_job_process_group() {
-    let script = r#"
-        (trap 'echo child got INT; exit 0' INT; while :; do sleep 0.05; done) &
-        trap 'echo parent got INT' INT
-        echo ready
-        wait; wait
-        exit 42
-    "#;
+/// Starts `script` under run-in-vm, waits for its "ready" line, sends `sig` to the
+/// runner, and returns the rest of stdout and the exit status.
+fn signal_job(script: &str, sig: nix::sys::signal::Signal) -> (String, Option<i32>) {
     let mut child = run_in_vm()
         .args(["--no-src", "--timeout", "120", "sh", "-c", script])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("run-in-vm starts");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "ready\n");
-    // Give the background loop a moment to install its trap.
+    // Give background processes a moment to install their traps.
     std::thread::sleep(Duration::from_millis(300));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
-    let status = child.wait().unwrap();
-    assert!(rest.contains("child got INT"), "{rest}");
-    assert!(rest.contains("parent got INT"), "{rest}");
-    assert_eq!(status.code(), Some(42), "{rest}");
+    (rest, child.wait().unwrap().code())
+}
+
+#[test]
+fn ctrl_c_on_the_runner_reaches_the_job() {
+    let script = "trap 'echo got INT; exit 5' INT; echo ready; while :; do sleep 0.05; done";
+    let (out, code) = signal_job(script, nix::sys::signal::Signal::SIGINT);
+    assert_eq!(out, "got INT\n");
+    assert_eq!(code, Some(5));
+}
+
+#[test]
+fn a_signal_reaches_the_whole_job_process_group() {
+    // A background child and its parent shell both receive the forwarded signal.
+    // (SIGUSR1: a non-interactive shell starts background jobs with SIGINT ignored.)
+    let script = r#"
+        (trap 'echo child got USR1; exit 0' USR1; while :; do sleep 0.05; done) &
+        trap 'echo parent got USR1' USR1
+        echo ready
+        wait
+        wait
+        exit 42
+    "#;
+    let (out, code) = signal_job(script, nix::sys::signal::Signal::SIGUSR1);
+    assert!(out.contains("child got USR1"), "{out}");
+    assert!(out.contains("parent got USR1"), "{out}");
+    assert_eq!(code, Some(42), "{out}");
+}
+
+#[test]
+fn a_job_killed_by_sigterm_from_the_host_reports_143() {
+    let (out, code) = signal_job("echo ready; exec sleep 1000", nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(out, "");
+    assert_eq!(code, Some(143));
 }
 
 #[test]

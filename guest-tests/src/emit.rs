@@ -7,7 +7,9 @@ use std::io::Write;
 
 /// The deterministic stream for (seed, which): xorshift64 bytes.
 pub fn stream(seed: u64, which: u64, len: usize) -> Vec<u8> {
-    let mut state = seed ^ (which.wrapping_add(1)).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut state = (seed.wrapping_mul(0xbf58_476d_1ce4_e5b9)
+        ^ which.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        | 1;
     (0..len)
         .map(|_| {
             state ^= state << 13;

@@ -16,17 +16,61 @@ use uring_getdents::{getdents64, DirFd, DirentIter, Getdents, Support};
 /// The conformance tests.
 pub fn tests() -> Vec<Test> {
     vec![
-        Test { name: "getdents_detected", needs: "", run: detected },
-        Test { name: "getdents_same_as_syscall", needs: "", run: same_as_syscall },
-        Test { name: "getdents_100k_entries", needs: "mem=1024 timeout=900", run: hundred_thousand },
-        Test { name: "getdents_buffer_sizes", needs: "", run: buffer_sizes },
-        Test { name: "getdents_rewind_and_eof", needs: "", run: rewind_and_eof },
-        Test { name: "getdents_errors", needs: "", run: errors },
-        Test { name: "getdents_fixed_file_and_link_chain", needs: "", run: fixed_and_linked },
-        Test { name: "getdents_concurrent_no_dup_no_gap", needs: "cpus=2", run: concurrent },
-        Test { name: "getdents_mixed_with_syscall_and_lseek", needs: "cpus=2", run: mixed_with_syscall },
-        Test { name: "getdents_entries_change_during_walk", needs: "cpus=2", run: mutation },
-        Test { name: "getdents_stock_kernel_unsupported", needs: "kernel=stock", run: stock_unsupported },
+        Test {
+            name: "getdents_detected",
+            needs: "",
+            run: detected,
+        },
+        Test {
+            name: "getdents_same_as_syscall",
+            needs: "",
+            run: same_as_syscall,
+        },
+        Test {
+            name: "getdents_100k_entries",
+            needs: "mem=1024 timeout=900",
+            run: hundred_thousand,
+        },
+        Test {
+            name: "getdents_buffer_sizes",
+            needs: "",
+            run: buffer_sizes,
+        },
+        Test {
+            name: "getdents_rewind_and_eof",
+            needs: "",
+            run: rewind_and_eof,
+        },
+        Test {
+            name: "getdents_errors",
+            needs: "",
+            run: errors,
+        },
+        Test {
+            name: "getdents_fixed_file_and_link_chain",
+            needs: "",
+            run: fixed_and_linked,
+        },
+        Test {
+            name: "getdents_concurrent_no_dup_no_gap",
+            needs: "cpus=2",
+            run: concurrent,
+        },
+        Test {
+            name: "getdents_mixed_with_syscall_and_lseek",
+            needs: "cpus=2",
+            run: mixed_with_syscall,
+        },
+        Test {
+            name: "getdents_entries_change_during_walk",
+            needs: "cpus=2",
+            run: mutation,
+        },
+        Test {
+            name: "getdents_stock_kernel_unsupported",
+            needs: "kernel=stock",
+            run: stock_unsupported,
+        },
     ]
 }
 
@@ -43,7 +87,12 @@ fn parse(buf: &[u8]) -> Result<Vec<Rec>> {
     DirentIter::new(buf)
         .map(|r| {
             let e = r?;
-            Ok(Rec { ino: e.ino, off: e.off, d_type: e.d_type, name: e.name.to_owned() })
+            Ok(Rec {
+                ino: e.ino,
+                off: e.off,
+                d_type: e.d_type,
+                name: e.name.to_owned(),
+            })
         })
         .collect()
 }
@@ -56,7 +105,12 @@ fn open_flags(path: &Path, flags: i32) -> Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes())?;
     // SAFETY: valid NUL-terminated path.
     let fd = unsafe { libc::open(c.as_ptr(), flags) };
-    ensure!(fd >= 0, "open {}: {}", path.display(), std::io::Error::last_os_error());
+    ensure!(
+        fd >= 0,
+        "open {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
     // SAFETY: freshly opened, owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -79,23 +133,38 @@ impl Ring {
     }
 
     fn getdents(&mut self, dir: DirFd, buf: &mut [u8], flags: u32) -> Result<i32> {
-        let sqe = Getdents::new(dir, buf.as_mut_ptr(), buf.len() as u32).raw_flags(flags).build();
+        let sqe = Getdents::new(dir, buf.as_mut_ptr(), buf.len() as u32)
+            .raw_flags(flags)
+            .build();
         self.submit_one(sqe)
     }
 }
 
-/// Reads a whole directory through `read`, returning the records and per-call sizes.
-fn read_all(mut read: impl FnMut(&mut [u8]) -> Result<i32>, bufsize: usize) -> Result<(Vec<Rec>, Vec<i32>)> {
+/// Reads a whole directory through `read`, returning the records and per-call results;
+/// fails if a call fails.
+fn read_all(
+    read: impl FnMut(&mut [u8]) -> Result<i32>,
+    bufsize: usize,
+) -> Result<(Vec<Rec>, Vec<i32>)> {
+    let (recs, sizes) = read_until_end_or_error(read, bufsize)?;
+    if let Some(&n) = sizes.last().filter(|&&n| n < 0) {
+        bail!("read failed: {}", std::io::Error::from_raw_os_error(-n));
+    }
+    Ok((recs, sizes))
+}
+
+/// Reads until a call returns 0 or an error; the last result says which.
+fn read_until_end_or_error(
+    mut read: impl FnMut(&mut [u8]) -> Result<i32>,
+    bufsize: usize,
+) -> Result<(Vec<Rec>, Vec<i32>)> {
     let mut buf = vec![0u8; bufsize];
     let mut recs = Vec::new();
     let mut sizes = Vec::new();
     loop {
         let n = read(&mut buf)?;
         sizes.push(n);
-        if n < 0 {
-            bail!("read failed: {}", std::io::Error::from_raw_os_error(-n));
-        }
-        if n == 0 {
+        if n <= 0 {
             return Ok((recs, sizes));
         }
         recs.extend(parse(&buf[..n as usize])?);
@@ -116,20 +185,36 @@ fn op_read<'a>(ring: &'a mut Ring, fd: &'a OwnedFd) -> impl FnMut(&mut [u8]) -> 
     move |buf| ring.getdents(DirFd::Fd(fd.as_raw_fd()), buf, 0)
 }
 
-/// Compares op and syscall on `dir` with `bufsize`; returns the number of entries.
+/// Compares op and syscall on `dir` with `bufsize`, including the error a too-small
+/// buffer gives; returns the number of entries.
 fn compare(ring: &mut Ring, dir: &Path, bufsize: usize) -> Result<usize> {
     let sys_fd = open_dir(dir)?;
     let op_fd = open_dir(dir)?;
-    let (want, want_sizes) = read_all(sys_read(&sys_fd), bufsize).with_context(|| format!("getdents64 {}", dir.display()))?;
-    let (got, got_sizes) = read_all(op_read(ring, &op_fd), bufsize).with_context(|| format!("op {}", dir.display()))?;
+    // getdents64(2) stops early when signal_pending(), which includes the io_uring
+    // task-work notification (TIF_NOTIFY_SIGNAL) this thread's ring may raise. Read the
+    // reference on a thread that owns no ring so its chunking is deterministic.
+    let (want, want_sizes) = std::thread::scope(|s| {
+        s.spawn(|| read_until_end_or_error(sys_read(&sys_fd), bufsize))
+            .join()
+            .map_err(|_| anyhow::anyhow!("reference reader panicked"))?
+    })?;
+    let (got, got_sizes) = read_until_end_or_error(op_read(ring, &op_fd), bufsize)?;
     if got != want {
-        let first = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
+        let first = got
+            .iter()
+            .zip(&want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
         bail!(
             "{} (buffer {bufsize}): op gave {} entries, getdents64 {}; first difference at #{first}: {:?} vs {:?}",
             dir.display(), got.len(), want.len(), got.get(first), want.get(first)
         );
     }
-    ensure!(got_sizes == want_sizes, "{}: per-call sizes differ {got_sizes:?} vs {want_sizes:?}", dir.display());
+    ensure!(
+        got_sizes == want_sizes,
+        "{}: per-call results differ {got_sizes:?} vs {want_sizes:?}",
+        dir.display()
+    );
     Ok(got.len())
 }
 
@@ -184,7 +269,10 @@ fn same_as_syscall() -> Result<()> {
         let base = PathBuf::from(base);
         let empty = base.join("empty");
         std::fs::create_dir_all(&empty)?;
-        ensure!(compare(&mut ring, &empty, 32 * 1024)? == 2, "empty dir must list . and ..");
+        ensure!(
+            compare(&mut ring, &empty, 32 * 1024)? == 2,
+            "empty dir must list . and .."
+        );
         let one = base.join("one");
         populate(&one, 1, numbered)?;
         ensure!(compare(&mut ring, &one, 32 * 1024)? == 3);
@@ -201,12 +289,24 @@ fn same_as_syscall() -> Result<()> {
         use std::os::unix::fs::MetadataExt;
         let dot = recs.iter().find(|r| r.name == ".").context("no .")?;
         let dotdot = recs.iter().find(|r| r.name == "..").context("no ..")?;
-        ensure!(dot.ino == std::fs::metadata(&one)?.ino(), ". has the wrong inode");
-        ensure!(dotdot.ino == std::fs::metadata(&base)?.ino(), ".. has the wrong inode");
+        ensure!(
+            dot.ino == std::fs::metadata(&one)?.ino(),
+            ". has the wrong inode"
+        );
+        ensure!(
+            dotdot.ino == std::fs::metadata(&base)?.ino(),
+            ".. has the wrong inode"
+        );
         checked.push(base);
     }
     // procfs and sysfs generate entries on the fly; pick directories that do not change.
-    for dir in ["/proc/self", "/proc/sys/vm", "/sys/kernel", "/sys/class", "/dev"] {
+    for dir in [
+        "/proc/self",
+        "/proc/sys/vm",
+        "/sys/kernel",
+        "/sys/class",
+        "/dev",
+    ] {
         compare(&mut ring, Path::new(dir), 32 * 1024)?;
     }
     Ok(())
@@ -231,8 +331,13 @@ fn buffer_sizes() -> Result<()> {
     // Names of every length from 1 to 40, so records of many sizes meet buffer edges.
     populate(dir, 40, |i| OsString::from("n".repeat(i + 1)))?;
     // The smallest record: 19-byte header + 1-char name + NUL, aligned to 8.
+    // Below the largest record (64 bytes for a 40-char name) the read stops with
+    // -EINVAL at that record, for the op exactly as for the syscall.
     for size in (24..=600).chain([4096, 65536]) {
-        compare(&mut ring, dir, size).with_context(|| format!("buffer of {size} bytes"))?;
+        let n = compare(&mut ring, dir, size).with_context(|| format!("buffer of {size} bytes"))?;
+        if size >= 64 {
+            ensure!(n == 42, "buffer of {size} bytes listed {n} of 42 entries");
+        }
     }
     // Exact fit and one byte short for the first record.
     let fd = open_dir(dir)?;
@@ -244,15 +349,27 @@ fn buffer_sizes() -> Result<()> {
     let op_fd = open_dir(dir)?;
     let mut exact = vec![0u8; reclen];
     let r = ring.getdents(DirFd::Fd(op_fd.as_raw_fd()), &mut exact, 0)?;
-    ensure!(r as usize == reclen, "exact fit of {reclen} bytes returned {r}");
-    ensure!(parse(&exact)?[0] .name == first[0].name, "exact fit returned another entry");
+    ensure!(
+        r as usize == reclen,
+        "exact fit of {reclen} bytes returned {r}"
+    );
+    ensure!(
+        parse(&exact)?[0].name == first[0].name,
+        "exact fit returned another entry"
+    );
     let op_fd = open_dir(dir)?;
     let mut short = vec![0u8; reclen - 1];
     let r = ring.getdents(DirFd::Fd(op_fd.as_raw_fd()), &mut short, 0)?;
-    ensure!(r == -libc::EINVAL, "one byte too small gave {r}, want -EINVAL");
+    ensure!(
+        r == -libc::EINVAL,
+        "one byte too small gave {r}, want -EINVAL"
+    );
     let sys_fd = open_dir(dir)?;
     let sys = getdents64(sys_fd.as_fd(), &mut short);
-    ensure!(sys.as_ref().err().and_then(|e| e.raw_os_error()) == Some(libc::EINVAL), "getdents64 too small: {sys:?}");
+    ensure!(
+        sys.as_ref().err().and_then(|e| e.raw_os_error()) == Some(libc::EINVAL),
+        "getdents64 too small: {sys:?}"
+    );
     // A zero-length buffer is "too small" too.
     let r = ring.getdents(DirFd::Fd(op_fd.as_raw_fd()), &mut [], 0)?;
     ensure!(r == -libc::EINVAL, "zero-length buffer gave {r}");
@@ -278,7 +395,10 @@ fn rewind_and_eof() -> Result<()> {
     }
     let mut again = vec![0u8; 1024];
     let n2 = ring.getdents(dfd, &mut again, uring_getdents::IORING_GETDENTS_REWIND)?;
-    ensure!(n2 == n1 && again[..n2 as usize] == first[..n1 as usize], "REWIND did not restart the listing");
+    ensure!(
+        n2 == n1 && again[..n2 as usize] == first[..n1 as usize],
+        "REWIND did not restart the listing"
+    );
     // After a rewind the rest follows as before.
     let (rest2, _) = read_all(op_read(&mut ring, &fd), 1024)?;
     ensure!(rest2 == rest, "listing after REWIND differs");
@@ -292,41 +412,93 @@ fn errors() -> Result<()> {
     std::fs::write("/tmp/gd-file", b"x")?;
     let file = open_flags(Path::new("/tmp/gd-file"), libc::O_RDONLY | libc::O_CLOEXEC)?;
     let mut cases: Vec<(&str, i32, i32)> = Vec::new();
-    cases.push(("regular file", ring.getdents(DirFd::Fd(file.as_raw_fd()), &mut buf, 0)?, -libc::ENOTDIR));
+    cases.push((
+        "regular file",
+        ring.getdents(DirFd::Fd(file.as_raw_fd()), &mut buf, 0)?,
+        -libc::ENOTDIR,
+    ));
     let (rd, wr) = nix::unistd::pipe()?;
-    cases.push(("pipe", ring.getdents(DirFd::Fd(rd.as_raw_fd()), &mut buf, 0)?, -libc::ENOTDIR));
+    cases.push((
+        "pipe",
+        ring.getdents(DirFd::Fd(rd.as_raw_fd()), &mut buf, 0)?,
+        -libc::ENOTDIR,
+    ));
     drop((rd, wr));
     let closed: RawFd = {
         let f = open_dir(Path::new("/"))?;
         f.as_raw_fd()
     };
-    cases.push(("closed fd", ring.getdents(DirFd::Fd(closed), &mut buf, 0)?, -libc::EBADF));
-    cases.push(("fd -1", ring.getdents(DirFd::Fd(-1), &mut buf, 0)?, -libc::EBADF));
-    cases.push(("fd 99999", ring.getdents(DirFd::Fd(99_999), &mut buf, 0)?, -libc::EBADF));
-    cases.push(("unregistered fixed file", ring.getdents(DirFd::Fixed(0), &mut buf, 0)?, -libc::EBADF));
+    cases.push((
+        "closed fd",
+        ring.getdents(DirFd::Fd(closed), &mut buf, 0)?,
+        -libc::EBADF,
+    ));
+    cases.push((
+        "fd -1",
+        ring.getdents(DirFd::Fd(-1), &mut buf, 0)?,
+        -libc::EBADF,
+    ));
+    cases.push((
+        "fd 99999",
+        ring.getdents(DirFd::Fd(99_999), &mut buf, 0)?,
+        -libc::EBADF,
+    ));
+    cases.push((
+        "unregistered fixed file",
+        ring.getdents(DirFd::Fixed(0), &mut buf, 0)?,
+        -libc::EBADF,
+    ));
     let dir = open_dir(Path::new("/tmp"))?;
     let dfd = dir.as_raw_fd();
-    cases.push(("unknown flag", ring.getdents(DirFd::Fd(dfd), &mut buf, 1 << 1)?, -libc::EINVAL));
-    cases.push(("high flag", ring.getdents(DirFd::Fd(dfd), &mut buf, 1 << 31)?, -libc::EINVAL));
+    cases.push((
+        "unknown flag",
+        ring.getdents(DirFd::Fd(dfd), &mut buf, 1 << 1)?,
+        -libc::EINVAL,
+    ));
+    cases.push((
+        "high flag",
+        ring.getdents(DirFd::Fd(dfd), &mut buf, 1 << 31)?,
+        -libc::EINVAL,
+    ));
     let mut raw = Getdents::new(DirFd::Fd(dfd), buf.as_mut_ptr(), 4096).raw();
     raw.off = 8;
-    cases.push(("off != 0", ring.submit_one(raw.into_entry())?, -libc::EINVAL));
+    cases.push((
+        "off != 0",
+        ring.submit_one(raw.into_entry())?,
+        -libc::EINVAL,
+    ));
     let mut raw = Getdents::new(DirFd::Fd(dfd), buf.as_mut_ptr(), 4096).raw();
     raw.addr3 = 1;
-    cases.push(("addr3 != 0", ring.submit_one(raw.into_entry())?, -libc::EINVAL));
+    cases.push((
+        "addr3 != 0",
+        ring.submit_one(raw.into_entry())?,
+        -libc::EINVAL,
+    ));
     let mut raw = Getdents::new(DirFd::Fd(dfd), buf.as_mut_ptr(), 4096).raw();
     raw.ioprio = 1;
-    cases.push(("ioprio != 0", ring.submit_one(raw.into_entry())?, -libc::EINVAL));
+    cases.push((
+        "ioprio != 0",
+        ring.submit_one(raw.into_entry())?,
+        -libc::EINVAL,
+    ));
     let bad = Getdents::new(DirFd::Fd(dfd), 16 as *mut u8, 4096).build();
     cases.push(("unmapped buffer", ring.submit_one(bad)?, -libc::EFAULT));
     std::fs::create_dir_all("/tmp/gd-removed")?;
     let removed = open_dir(Path::new("/tmp/gd-removed"))?;
     std::fs::remove_dir("/tmp/gd-removed")?;
-    cases.push(("removed directory", ring.getdents(DirFd::Fd(removed.as_raw_fd()), &mut buf, 0)?, -libc::ENOENT));
+    cases.push((
+        "removed directory",
+        ring.getdents(DirFd::Fd(removed.as_raw_fd()), &mut buf, 0)?,
+        -libc::ENOENT,
+    ));
     std::fs::create_dir_all("/root/gd-removed")?;
     let removed = open_dir(Path::new("/root/gd-removed"))?;
     std::fs::remove_dir("/root/gd-removed")?;
-    cases.push(("removed ext2 directory", ring.getdents(DirFd::Fd(removed.as_raw_fd()), &mut buf, 0)?, -libc::ENOENT));
+    cases.push((
+        "removed ext2 directory",
+        ring.getdents(DirFd::Fd(removed.as_raw_fd()), &mut buf, 0)?,
+        -libc::ENOENT,
+    ));
     let failures: Vec<String> = cases
         .iter()
         .filter(|(_, got, want)| got != want)
@@ -357,7 +529,9 @@ fn fixed_and_linked() -> Result<()> {
     let mut buf = vec![0u8; 32 * 1024];
     let open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
         .flags(libc::O_RDONLY | libc::O_DIRECTORY)
-        .file_index(Some(types::DestinationSlot::try_from_slot_target(2).map_err(|_| anyhow::anyhow!("slot"))?))
+        .file_index(Some(
+            types::DestinationSlot::try_from_slot_target(2).map_err(|_| anyhow::anyhow!("slot"))?,
+        ))
         .build()
         .flags(Flags::IO_LINK)
         .user_data(1);
@@ -390,7 +564,11 @@ fn fixed_and_linked() -> Result<()> {
 fn merge_unique(all: impl IntoIterator<Item = Rec>) -> Result<HashSet<OsString>> {
     let mut seen = HashSet::new();
     for r in all {
-        ensure!(seen.insert(r.name.clone()), "entry {:?} returned twice", r.name);
+        ensure!(
+            seen.insert(r.name.clone()),
+            "entry {:?} returned twice",
+            r.name
+        );
     }
     Ok(seen)
 }
@@ -418,19 +596,31 @@ fn concurrent() -> Result<()> {
                 {
                     let mut sq = ring.0.submission();
                     for (i, b) in bufs.iter_mut().enumerate() {
-                        let e = Getdents::new(DirFd::Fd(fd.as_raw_fd()), b.as_mut_ptr(), b.len() as u32)
-                            .build()
-                            .user_data(i as u64);
+                        let e = Getdents::new(
+                            DirFd::Fd(fd.as_raw_fd()),
+                            b.as_mut_ptr(),
+                            b.len() as u32,
+                        )
+                        .build()
+                        .user_data(i as u64);
                         // SAFETY: `bufs` and `fd` outlive the wave, completed below.
                         unsafe { sq.push(&e).ok().context("SQ full")? };
                     }
                 }
                 ring.0.submit_and_wait(64)?;
-                let done: Vec<(usize, i32)> = ring.0.completion().map(|c| (c.user_data() as usize, c.result())).collect();
+                let done: Vec<(usize, i32)> = ring
+                    .0
+                    .completion()
+                    .map(|c| (c.user_data() as usize, c.result()))
+                    .collect();
                 ensure!(done.len() == 64, "wave completed {} of 64", done.len());
                 let mut any = false;
                 for (i, res) in done {
-                    ensure!(res >= 0, "request {i}: {}", std::io::Error::from_raw_os_error(-res));
+                    ensure!(
+                        res >= 0,
+                        "request {i}: {}",
+                        std::io::Error::from_raw_os_error(-res)
+                    );
                     if res > 0 {
                         any = true;
                         got.extend(parse(&bufs[i][..res as usize])?);
@@ -440,8 +630,15 @@ fn concurrent() -> Result<()> {
                     break;
                 }
             }
-            let seen = merge_unique(got).with_context(|| format!("{} round {round}", dir.display()))?;
-            ensure!(seen == want, "{} round {round}: {} of {} entries seen", dir.display(), seen.len(), want.len());
+            let seen =
+                merge_unique(got).with_context(|| format!("{} round {round}", dir.display()))?;
+            ensure!(
+                seen == want,
+                "{} round {round}: {} of {} entries seen",
+                dir.display(),
+                seen.len(),
+                want.len()
+            );
         }
     }
     Ok(())
@@ -469,9 +666,16 @@ fn mixed_with_syscall() -> Result<()> {
         });
         let mut ring = Ring::new(8)?;
         let (mine, _) = read_all(|b| ring.getdents(DirFd::Fd(fd.as_raw_fd()), b, 0), 1024)?;
-        let theirs = sys.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
+        let theirs = sys
+            .join()
+            .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
         let seen = merge_unique(mine.into_iter().chain(theirs))?;
-        ensure!(seen == want, "{} of {} entries seen", seen.len(), want.len());
+        ensure!(
+            seen == want,
+            "{} of {} entries seen",
+            seen.len(),
+            want.len()
+        );
     }
     // lseek to a d_off the op returned continues right after that entry.
     let fd = open_dir(dir)?;
@@ -484,7 +688,10 @@ fn mixed_with_syscall() -> Result<()> {
     nix::unistd::lseek(fd.as_raw_fd(), mark.off, nix::unistd::Whence::SeekSet)?;
     let n = ring.getdents(DirFd::Fd(fd.as_raw_fd()), &mut buf, 0)?;
     let resumed = parse(&buf[..n as usize])?;
-    ensure!(!after.is_empty() && resumed.first() == after.first().copied(), "lseek(d_off) did not resume after the entry");
+    ensure!(
+        !after.is_empty() && resumed.first() == after.first().copied(),
+        "lseek(d_off) did not resume after the entry"
+    );
     // And getdents64 continues where the op stopped.
     let fd = open_dir(dir)?;
     let n1 = ring.getdents(DirFd::Fd(fd.as_raw_fd()), &mut buf, 0)?;
@@ -495,7 +702,10 @@ fn mixed_with_syscall() -> Result<()> {
     let mut big = vec![0u8; 64 * 1024];
     let n = getdents64(reference.as_fd(), &mut big)?;
     let all = parse(&big[..n])?;
-    ensure!(all.starts_with(&[a.clone(), b].concat()), "op then getdents64 is not one continuous listing");
+    ensure!(
+        all.starts_with(&[a.clone(), b].concat()),
+        "op then getdents64 is not one continuous listing"
+    );
     Ok(())
 }
 
@@ -509,7 +719,7 @@ fn mutation() -> Result<()> {
         let mut i = 0u64;
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             let p = dir.join(format!("tmp-{}", i % 500));
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 let _ = std::fs::File::create(&p);
             } else {
                 let _ = std::fs::remove_file(dir.join(format!("tmp-{}", (i / 2) % 500)));
@@ -522,20 +732,35 @@ fn mutation() -> Result<()> {
     for round in 0..20 {
         let fd = open_dir(dir)?;
         let (recs, _) = read_all(op_read(&mut ring, &fd), 1024)?;
-        let keep: Vec<&Rec> = recs.iter().filter(|r| r.name.as_bytes().starts_with(b"keep-")).collect();
+        let keep: Vec<&Rec> = recs
+            .iter()
+            .filter(|r| r.name.as_bytes().starts_with(b"keep-"))
+            .collect();
         let unique: HashSet<&OsString> = keep.iter().map(|r| &r.name).collect();
-        ensure!(unique.len() == keep.len(), "round {round}: an unchanged entry was returned twice");
-        ensure!(keep.len() == 3000, "round {round}: {} of 3000 unchanged entries", keep.len());
+        ensure!(
+            unique.len() == keep.len(),
+            "round {round}: an unchanged entry was returned twice"
+        );
+        ensure!(
+            keep.len() == 3000,
+            "round {round}: {} of 3000 unchanged entries",
+            keep.len()
+        );
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let ops = churn.join().map_err(|_| anyhow::anyhow!("churn thread panicked"))??;
+    let ops = churn
+        .join()
+        .map_err(|_| anyhow::anyhow!("churn thread panicked"))??;
     ensure!(ops > 0, "the directory never changed during the walk");
     Ok(())
 }
 
 fn stock_unsupported() -> Result<()> {
     let verdict = uring_getdents::detect_uncached();
-    ensure!(verdict == Support::NotInProbe, "stock kernel: detection said {verdict:?}");
+    ensure!(
+        verdict == Support::NotInProbe,
+        "stock kernel: detection said {verdict:?}"
+    );
     // The raw opcode is refused, and the fallback reads the directory.
     let mut ring = Ring::new(4)?;
     let fd = open_dir(Path::new("/"))?;
@@ -543,6 +768,9 @@ fn stock_unsupported() -> Result<()> {
     let r = ring.getdents(DirFd::Fd(fd.as_raw_fd()), &mut buf, 0)?;
     ensure!(r == -libc::EINVAL, "stock kernel accepted opcode 58: {r}");
     let n = getdents64(fd.as_fd(), &mut buf)?;
-    ensure!(n > 0 && parse(&buf[..n])?.iter().any(|r| r.name == "bin"), "getdents64 fallback failed");
+    ensure!(
+        n > 0 && parse(&buf[..n])?.iter().any(|r| r.name == "bin"),
+        "getdents64 fallback failed"
+    );
     Ok(())
 }

@@ -64,7 +64,10 @@ fn mounts() -> Result<()> {
         ("/tmp", "tmpfs"),
         ("/run", "tmpfs"),
     ] {
-        ensure!(have.contains(&want), "{want:?} not mounted; /proc/mounts:\n{table}");
+        ensure!(
+            have.contains(&want),
+            "{want:?} not mounted; /proc/mounts:\n{table}"
+        );
     }
     // The root is writable (per-VM overlay), /tmp is sticky and world-writable.
     std::fs::write("/root/.probe", b"x").context("root filesystem is not writable")?;
@@ -77,12 +80,26 @@ fn mounts() -> Result<()> {
 
 fn job_environment() -> Result<()> {
     let init = std::fs::read("/proc/1/cmdline")?;
-    ensure!(init.starts_with(b"/sbin/init"), "PID 1 is {:?}", String::from_utf8_lossy(&init));
+    ensure!(
+        init.starts_with(b"/sbin/init"),
+        "PID 1 is {:?}",
+        String::from_utf8_lossy(&init)
+    );
     let me = nix::unistd::getpid();
-    ensure!(nix::unistd::getsid(None)? == me, "job is not a session leader");
-    ensure!(nix::unistd::getpgrp() == me, "job is not a process-group leader");
+    ensure!(
+        nix::unistd::getsid(None)? == me,
+        "job is not a session leader"
+    );
+    ensure!(
+        nix::unistd::getpgrp() == me,
+        "job is not a process-group leader"
+    );
     let stdin = std::fs::read_link("/proc/self/fd/0")?;
-    ensure!(stdin == std::path::Path::new("/dev/null"), "stdin is {}", stdin.display());
+    ensure!(
+        stdin == std::path::Path::new("/dev/null"),
+        "stdin is {}",
+        stdin.display()
+    );
     let status = std::fs::read_to_string("/proc/self/status")?;
     // The Rust runtime of this very program ignores SIGPIPE (bit 12) before main;
     // everything else must be as a fresh process gets it.
@@ -93,9 +110,15 @@ fn job_environment() -> Result<()> {
             .context(field)?
             .trim();
         let mask = u64::from_str_radix(v, 16).with_context(|| format!("{field} {v}"))?;
-        ensure!(mask & !allowed == 0, "{field} {v}: the job inherited PID 1's signal state");
+        ensure!(
+            mask & !allowed == 0,
+            "{field} {v}: the job inherited PID 1's signal state"
+        );
     }
-    ensure!(std::env::var("PATH").is_ok_and(|p| p.contains("/bin")), "PATH not set");
+    ensure!(
+        std::env::var("PATH").is_ok_and(|p| p.contains("/bin")),
+        "PATH not set"
+    );
     Ok(())
 }
 
@@ -103,7 +126,9 @@ fn io_uring_works() -> Result<()> {
     use io_uring::{opcode, types, IoUring, Probe};
     let mut ring = IoUring::new(8).context("io_uring_setup")?;
     let mut probe = Probe::new();
-    ring.submitter().register_probe(&mut probe).context("IORING_REGISTER_PROBE")?;
+    ring.submitter()
+        .register_probe(&mut probe)
+        .context("IORING_REGISTER_PROBE")?;
     for (name, op) in [
         ("NOP", opcode::Nop::CODE),
         ("OPENAT", opcode::OpenAt::CODE),
@@ -126,8 +151,15 @@ fn io_uring_works() -> Result<()> {
     ring.submit_and_wait(1)?;
     let cqe = ring.completion().next().context("no completion")?;
     ensure!(cqe.user_data() == 42, "wrong user_data");
-    ensure!(cqe.result() >= 0, "read failed: {}", std::io::Error::from_raw_os_error(-cqe.result()));
-    ensure!(buf[..cqe.result() as usize] == expected[..], "io_uring read differs from read(2)");
+    ensure!(
+        cqe.result() >= 0,
+        "read failed: {}",
+        std::io::Error::from_raw_os_error(-cqe.result())
+    );
+    ensure!(
+        buf[..cqe.result() as usize] == expected[..],
+        "io_uring read differs from read(2)"
+    );
     Ok(())
 }
 
@@ -139,7 +171,11 @@ fn vsock_present() -> Result<()> {
     let req = libc::Ioctl::try_from(0x7b9u64).unwrap_or_default();
     // SAFETY: the ioctl writes one u32 into `cid`, which lives across the call.
     let rc = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&dev), req, &mut cid) };
-    ensure!(rc == 0, "GET_LOCAL_CID: {}", std::io::Error::last_os_error());
+    ensure!(
+        rc == 0,
+        "GET_LOCAL_CID: {}",
+        std::io::Error::last_os_error()
+    );
     ensure!(cid >= 3, "guest CID {cid} is reserved");
     Ok(())
 }

@@ -10,7 +10,8 @@ pub fn cache_root() -> Result<PathBuf> {
     let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => {
-            let home = std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?;
+            let home =
+                std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?;
             PathBuf::from(home).join(".cache")
         }
     };

@@ -202,9 +202,16 @@ pub fn base_env() -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 /// A VM request from VM options, artifacts and a job.
-pub fn vm_request(vm: &VmArgs, art: &Artifacts, caps: &HostCaps, spec: JobSpec) -> Result<VmRequest> {
+pub fn vm_request(
+    vm: &VmArgs,
+    art: &Artifacts,
+    caps: &HostCaps,
+    spec: JobSpec,
+) -> Result<VmRequest> {
     if vm.cpus == 0 || vm.mem < 64 || vm.timeout == 0 {
-        return Err(UsageError("--cpus and --timeout must be positive, --mem at least 64".into()).into());
+        return Err(
+            UsageError("--cpus and --timeout must be positive, --mem at least 64".into()).into(),
+        );
     }
     Ok(VmRequest {
         spec,
@@ -245,10 +252,9 @@ impl OutputSink for Terminal {
 fn forward_host_signals() -> Result<std::sync::mpsc::Receiver<i32>> {
     use signal_hook::consts::*;
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut signals = signal_hook::iterator::Signals::new([
-        SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
-    ])
-    .context("installing signal handlers")?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])
+            .context("installing signal handlers")?;
     std::thread::spawn(move || {
         for sig in signals.forever() {
             if tx.send(sig).is_err() {
@@ -296,11 +302,7 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
         });
     }
     let spec = JobSpec {
-        argv: args
-            .command
-            .iter()
-            .map(|a| a.as_bytes().to_vec())
-            .collect(),
+        argv: args.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
         env,
         cwd: args.cwd.as_os_str().as_bytes().to_vec(),
         disks: disk_mounts,
@@ -346,10 +348,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Caps => {
             let caps = HostCaps::probe();
             println!("{caps:#?}");
-            println!(
-                "accelerator (auto): {:?}",
-                caps.accel(AccelChoice::Auto)
-            );
+            println!("accelerator (auto): {:?}", caps.accel(AccelChoice::Auto));
             Ok(0)
         }
     }

@@ -117,7 +117,11 @@ pub fn ensure(wanted: &[Package]) -> Result<()> {
     if !still.is_empty() {
         bail!(
             "installed, but still missing: {}",
-            still.iter().map(|p| p.provides).collect::<Vec<_>>().join(", ")
+            still
+                .iter()
+                .map(|p| p.provides)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(())

@@ -19,8 +19,8 @@ pub const BUSYBOX: &str = "/bin/busybox";
 
 /// Directories every root image has (mount points and scratch space).
 const ROOT_DIRS: &[&str] = &[
-    "bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "run", "src", "mnt",
-    "root", "etc",
+    "bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "run", "src", "mnt", "root",
+    "etc",
 ];
 
 /// Bumped when the image layout changes, so stale cached images are not reused.
@@ -42,7 +42,13 @@ pub fn build_guest_binaries() -> Result<PathBuf> {
     rustflags.push_str(" -C target-feature=+crt-static");
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&ws)
-        .args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ])
         .env("RUSTFLAGS", rustflags.trim());
     for (package, _, _) in GUEST_BINARIES {
         cmd.args(["-p", package]);
@@ -113,7 +119,11 @@ fn link_busybox_applets(root: &Path) -> Result<()> {
     for applet in String::from_utf8_lossy(&out.stdout).lines() {
         let applet = applet.trim();
         // PID 1 is ours; busybox is the binary itself.
-        if applet.is_empty() || applet == "sbin/init" || applet == "linuxrc" || applet.ends_with("/busybox") {
+        if applet.is_empty()
+            || applet == "sbin/init"
+            || applet == "linuxrc"
+            || applet.ends_with("/busybox")
+        {
             continue;
         }
         let link = root.join(applet);
@@ -133,7 +143,9 @@ fn link_busybox_applets(root: &Path) -> Result<()> {
 pub fn make_ext2(dir: &Path, image: &Path, size_mib: u64, inodes: u64) -> Result<()> {
     let _ = std::fs::remove_file(image);
     let out = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext2", "-b", "4096", "-I", "256", "-m", "0"])
+        .args([
+            "-q", "-F", "-t", "ext2", "-b", "4096", "-I", "256", "-m", "0",
+        ])
         .arg("-N")
         .arg(inodes.to_string())
         .arg("-E")
@@ -193,7 +205,9 @@ pub fn ensure_dir_image(host_dir: &Path) -> Result<PathBuf> {
     let mut key = KeyBuilder::new("dir-image-v1");
     let (bytes, entries) = tree_usage(&host_dir, &mut key)?;
     let dir = cache::cache_dir("disks")?;
-    let path_tag = KeyBuilder::new("dir").add(host_dir.as_os_str().as_encoded_bytes()).finish();
+    let path_tag = KeyBuilder::new("dir")
+        .add(host_dir.as_os_str().as_encoded_bytes())
+        .finish();
     let image = dir.join(format!("{}-{}.ext2", &path_tag[..12], key.finish()));
     if image.is_file() {
         return Ok(image);
@@ -204,7 +218,11 @@ pub fn ensure_dir_image(host_dir: &Path) -> Result<PathBuf> {
     }
     // Older snapshots of the same directory are stale now.
     for old in std::fs::read_dir(&dir)?.flatten() {
-        if old.file_name().to_string_lossy().starts_with(&path_tag[..12]) {
+        if old
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&path_tag[..12])
+        {
             let _ = std::fs::remove_file(old.path());
         }
     }

@@ -59,7 +59,9 @@ impl ConfigFragment {
             let (name, value) = line
                 .strip_prefix("CONFIG_")
                 .and_then(|l| l.split_once('='))
-                .with_context(|| format!("fragment line {}: not CONFIG_NAME=value: {line}", n + 1))?;
+                .with_context(|| {
+                    format!("fragment line {}: not CONFIG_NAME=value: {line}", n + 1)
+                })?;
             options.push(ConfigOption {
                 name: name.to_string(),
                 value: Some(value.to_string()),
@@ -352,7 +354,11 @@ fn make(tree: &Path, obj: &Path, targets: &[&str], log: &Path, progress: bool) -
         if progress && last.elapsed() >= Duration::from_secs(10) {
             last = Instant::now();
             let compiled = std::fs::read_to_string(log)
-                .map(|t| t.lines().filter(|l| l.trim_start().starts_with("CC ")).count())
+                .map(|t| {
+                    t.lines()
+                        .filter(|l| l.trim_start().starts_with("CC "))
+                        .count()
+                })
                 .unwrap_or(0);
             eprintln!(
                 "host-runner: kernel build {}s, {compiled} files compiled (log: {})",
@@ -446,6 +452,9 @@ mod tests {
     fn unmet_options_are_found() {
         let f = ConfigFragment::parse("CONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\n").unwrap();
         let final_config = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=y\n";
-        assert_eq!(f.unmet(final_config), vec!["B".to_string(), "C".to_string()]);
+        assert_eq!(
+            f.unmet(final_config),
+            vec!["B".to_string(), "C".to_string()]
+        );
     }
 }

@@ -205,7 +205,9 @@ fn console_log_path() -> Result<PathBuf> {
 
 /// Keeps the newest `keep` console logs.
 fn prune_logs(dir: &Path, keep: usize) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut logs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
     if logs.len() <= keep {
         return;
@@ -225,7 +227,9 @@ fn listen(plan: &ChannelPlan) -> Result<Socket> {
             s
         }
         _ => {
-            let path = plan.host_socket().context("channel without a host socket")?;
+            let path = plan
+                .host_socket()
+                .context("channel without a host socket")?;
             let s = Socket::new(Domain::UNIX, Type::STREAM, None).context("unix socket")?;
             s.bind(&SockAddr::unix(&path)?)
                 .with_context(|| format!("binding {}", path.display()))?;
@@ -333,10 +337,7 @@ fn wait_for_socket(path: &Path, daemon: &mut Reaped, log: &Path) -> Result<()> {
     let until = Instant::now() + Duration::from_secs(5);
     while !path.exists() {
         if let Some(status) = daemon.0.try_wait()? {
-            bail!(
-                "vhost-device-vsock exited ({status}): {}",
-                tail(log, 5)
-            );
+            bail!("vhost-device-vsock exited ({status}): {}", tail(log, 5));
         }
         if Instant::now() > until {
             bail!("vhost-device-vsock did not create {}", path.display());
@@ -396,7 +397,11 @@ impl Session<'_> {
             match stream.read(&mut buf) {
                 Ok(0) => {}
                 Ok(n) => frames.push(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => {
                     // The guest side vanished; QEMU's exit will tell why.
                     self.sink.note(&format!("channel error: {e}"));
@@ -407,13 +412,19 @@ impl Session<'_> {
                     Ok(Some(b)) => b,
                     Ok(None) => break,
                     Err(e) => {
-                        return Ok((Outcome::NoStatus(format!("corrupt stream from guest: {e}")), boot_time))
+                        return Ok((
+                            Outcome::NoStatus(format!("corrupt stream from guest: {e}")),
+                            boot_time,
+                        ))
                     }
                 };
                 let msg = match GuestMsg::decode(&body) {
                     Ok(m) => m,
                     Err(e) => {
-                        return Ok((Outcome::NoStatus(format!("bad message from guest: {e}")), boot_time))
+                        return Ok((
+                            Outcome::NoStatus(format!("bad message from guest: {e}")),
+                            boot_time,
+                        ))
                     }
                 };
                 match msg {
@@ -447,7 +458,8 @@ impl Session<'_> {
                     return Ok((Outcome::Finished(e.clone()), boot_time));
                 }
                 if end_at.elapsed() > SHUTDOWN_GRACE {
-                    self.sink.note("the VM did not power off after the job ended; killed it");
+                    self.sink
+                        .note("the VM did not power off after the job ended; killed it");
                     return Ok((Outcome::Finished(e.clone()), boot_time));
                 }
                 continue;

@@ -50,7 +50,10 @@ pub fn parse_list(text: &str) -> Result<Vec<TestCase>> {
             let (k, v) = w
                 .split_once('=')
                 .with_context(|| format!("test list: bad attribute {w:?} in {line:?}"))?;
-            let num = || v.parse::<u64>().with_context(|| format!("test list: {w:?}"));
+            let num = || {
+                v.parse::<u64>()
+                    .with_context(|| format!("test list: {w:?}"))
+            };
             match k {
                 "cpus" => t.cpus = Some(num()? as u32),
                 "mem" => t.mem = Some(num()? as u32),
@@ -79,7 +82,11 @@ fn discover(bin_dir: &Path) -> Result<Vec<TestCase>> {
         .output()
         .with_context(|| format!("running {} --list", bin.display()))?;
     if !out.status.success() {
-        bail!("{} --list failed: {}", bin.display(), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{} --list failed: {}",
+            bin.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     parse_list(&String::from_utf8_lossy(&out.stdout))
 }
@@ -98,7 +105,8 @@ impl OutputSink for Captured {
         self.text.extend_from_slice(data);
     }
     fn note(&mut self, text: &str) {
-        self.text.extend_from_slice(format!("[runner] {text}\n").as_bytes());
+        self.text
+            .extend_from_slice(format!("[runner] {text}\n").as_bytes());
     }
 }
 
@@ -117,11 +125,9 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
         return Ok(0);
     }
     if chosen.is_empty() {
-        return Err(crate::UsageError(format!(
-            "no test matches {:?}; see --list",
-            args.filters
-        ))
-        .into());
+        return Err(
+            crate::UsageError(format!("no test matches {:?}; see --list", args.filters)).into(),
+        );
     }
     let stock = if chosen.iter().any(|t| t.stock_kernel) && args.vm.kernel.kernel.is_none() {
         let mut k = args.vm.kernel.clone();
@@ -135,16 +141,17 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
     let tally = Mutex::new((0usize, 0usize));
     std::thread::scope(|s| {
         for _ in 0..args.jobs.min(chosen.len()) {
-            s.spawn(|| loop {
-                let Some(t) = queue.lock().map(|mut q| q.next()).ok().flatten() else {
-                    break;
-                };
-                let passed = run_one(t, args, &art, stock.as_deref(), &caps);
-                if let Ok(mut tally) = tally.lock() {
-                    if passed {
-                        tally.0 += 1;
-                    } else {
-                        tally.1 += 1;
+            s.spawn(|| {
+                // A function call, so the queue's lock is released before the test runs
+                // (a guard in a `while let` scrutinee would live through the body).
+                while let Some(t) = next_test(&queue) {
+                    let passed = run_one(t, args, &art, stock.as_deref(), &caps);
+                    if let Ok(mut tally) = tally.lock() {
+                        if passed {
+                            tally.0 += 1;
+                        } else {
+                            tally.1 += 1;
+                        }
                     }
                 }
             });
@@ -152,12 +159,31 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
     });
     let (passed, failed) = tally.into_inner().unwrap_or((0, chosen.len()));
     println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 && passed == chosen.len() { 0 } else { 1 })
+    Ok(if failed == 0 && passed == chosen.len() {
+        0
+    } else {
+        1
+    })
 }
 
-fn run_one(t: &TestCase, args: &TestArgs, art: &Artifacts, stock: Option<&Path>, caps: &HostCaps) -> bool {
+fn next_test<'a, I: Iterator<Item = &'a &'a TestCase>>(queue: &Mutex<I>) -> Option<&'a TestCase> {
+    let mut q = queue.lock().ok()?;
+    q.next().copied()
+}
+
+fn run_one(
+    t: &TestCase,
+    args: &TestArgs,
+    art: &Artifacts,
+    stock: Option<&Path>,
+    caps: &HostCaps,
+) -> bool {
     let spec = JobSpec {
-        argv: vec![GUEST_TESTS.into(), b"run".to_vec(), t.name.as_bytes().to_vec()],
+        argv: vec![
+            GUEST_TESTS.into(),
+            b"run".to_vec(),
+            t.name.as_bytes().to_vec(),
+        ],
         env: cli::base_env(),
         cwd: b"/".to_vec(),
         disks: Vec::new(),
@@ -194,7 +220,11 @@ fn run_one(t: &TestCase, args: &TestArgs, art: &Artifacts, stock: Option<&Path>,
             });
             (passed, format!("{verdict} ({secs:.2}s)"), console)
         }
-        Err(e) => (false, format!("FAIL {} (runner error: {e:#})", t.name), None),
+        Err(e) => (
+            false,
+            format!("FAIL {} (runner error: {e:#})", t.name),
+            None,
+        ),
     };
     // One lock for the whole block so parallel tests do not interleave their reports.
     let stdout = std::io::stdout();
@@ -243,7 +273,10 @@ mod tests {
         let tests = parse_list("vm_mounts\nvm_uring\ngetdents_basic\n").unwrap();
         let names = |f: &[&str]| {
             let f: Vec<String> = f.iter().map(|s| s.to_string()).collect();
-            select(&tests, &f).iter().map(|t| t.name.clone()).collect::<Vec<_>>()
+            select(&tests, &f)
+                .iter()
+                .map(|t| t.name.clone())
+                .collect::<Vec<_>>()
         };
         assert_eq!(names(&[]).len(), 3);
         assert_eq!(names(&["vm_"]), ["vm_mounts", "vm_uring"]);

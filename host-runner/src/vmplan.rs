@@ -202,7 +202,10 @@ pub fn qemu_argv(cfg: &VmConfig) -> Vec<OsString> {
         ChannelPlan::VhostUserVsock { backend_socket, .. } => {
             argv.push("-chardev".into());
             argv.push(path_opt("socket,id=vsock,path=", backend_socket, ""));
-            push(&mut argv, &["-device", "vhost-user-vsock-device,chardev=vsock"]);
+            push(
+                &mut argv,
+                &["-device", "vhost-user-vsock-device,chardev=vsock"],
+            );
         }
         ChannelPlan::VhostKernelVsock { cid, .. } => {
             push(
@@ -275,7 +278,9 @@ mod tests {
     }
 
     fn strings(argv: &[OsString]) -> Vec<String> {
-        argv.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+        argv.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
     }
 
     /// The value following `flag`, for each occurrence.
@@ -289,7 +294,13 @@ mod tests {
     #[test]
     fn cmdline_has_clean_exit_and_channel() {
         let line = kernel_cmdline(&cfg(vhost_user()));
-        for want in ["reboot=t", "panic=-1", "root=/dev/vda", "console=ttyS0", "quiet"] {
+        for want in [
+            "reboot=t",
+            "panic=-1",
+            "root=/dev/vda",
+            "console=ttyS0",
+            "quiet",
+        ] {
             assert!(line.split(' ').any(|w| w == want), "{want} in {line}");
         }
         assert!(line.ends_with("vmjob.channel=vsock:1024"));
@@ -307,7 +318,10 @@ mod tests {
             values(&argv, "-object"),
             ["memory-backend-memfd,id=mem,size=512M,share=on"]
         );
-        assert_eq!(values(&argv, "-chardev"), ["socket,id=vsock,path=/t/vhost.sock"]);
+        assert_eq!(
+            values(&argv, "-chardev"),
+            ["socket,id=vsock,path=/t/vhost.sock"]
+        );
         assert!(argv.contains(&"vhost-user-vsock-device,chardev=vsock".to_string()));
         assert!(argv.contains(&"-no-reboot".to_string()));
     }
@@ -324,7 +338,10 @@ mod tests {
             assert_eq!(values(&argv, "-M"), ["microvm,acpi=off"]);
             assert!(values(&argv, "-object").is_empty());
         }
-        let argv = strings(&qemu_argv(&cfg(ChannelPlan::VhostKernelVsock { cid: 9, port: 5000 })));
+        let argv = strings(&qemu_argv(&cfg(ChannelPlan::VhostKernelVsock {
+            cid: 9,
+            port: 5000,
+        })));
         assert!(argv.contains(&"vhost-vsock-device,guest-cid=9".to_string()));
     }
 

@@ -38,10 +38,21 @@ pub fn ensure_daemon() -> Result<PathBuf> {
         return Ok(found);
     }
     let root = install_root()?;
-    eprintln!("host-runner: installing {NAME} {VERSION} into {}", root.display());
+    eprintln!(
+        "host-runner: installing {NAME} {VERSION} into {}",
+        root.display()
+    );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["install", "--locked", "--quiet", NAME, "--version", VERSION, "--root"])
+        .args([
+            "install",
+            "--locked",
+            "--quiet",
+            NAME,
+            "--version",
+            VERSION,
+            "--root",
+        ])
         .arg(&root)
         .status()
         .context("running cargo install")?;

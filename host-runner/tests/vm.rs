@@ -15,10 +15,7 @@ fn run_in_vm() -> Command {
 }
 
 fn run(args: &[&str]) -> Output {
-    run_in_vm()
-        .args(args)
-        .output()
-        .expect("run-in-vm starts")
+    run_in_vm().args(args).output().expect("run-in-vm starts")
 }
 
 fn text(b: &[u8]) -> String {
@@ -54,7 +51,11 @@ fn exit_statuses_are_mirrored() {
 fn spawn_failures_are_named() {
     let out = run(&["--no-src", "no-such-program"]);
     assert_eq!(out.status.code(), Some(127));
-    assert!(text(&out.stderr).contains("no-such-program"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no-such-program"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 fn guest_tests_bin() -> PathBuf {
@@ -77,7 +78,12 @@ fn sha(data: &[u8]) -> String {
 fn megabytes_of_stdout_and_stderr_arrive_complete_and_separate() {
     let (out_len, err_len, seed) = ("3000000", "2000000", "12345");
     let vm = run(&["--no-src", "guest-tests", "emit", out_len, err_len, seed]);
-    assert_eq!(vm.status.code(), Some(0), "stderr tail: {}", text(&vm.stderr[vm.stderr.len().saturating_sub(500)..]));
+    assert_eq!(
+        vm.status.code(),
+        Some(0),
+        "stderr tail: {}",
+        text(&vm.stderr[vm.stderr.len().saturating_sub(500)..])
+    );
     // The reference: the same static program run on the host.
     let host = Command::new(guest_tests_bin())
         .args(["emit", out_len, err_len, seed])
@@ -139,7 +145,10 @@ fn a_signal_reaches_the_whole_job_process_group() {
 
 #[test]
 fn a_job_killed_by_sigterm_from_the_host_reports_143() {
-    let (out, code) = signal_job("echo ready; exec sleep 1000", nix::sys::signal::Signal::SIGTERM);
+    let (out, code) = signal_job(
+        "echo ready; exec sleep 1000",
+        nix::sys::signal::Signal::SIGTERM,
+    );
     assert_eq!(out, "");
     assert_eq!(code, Some(143));
 }
@@ -149,7 +158,11 @@ fn a_job_past_its_timeout_is_killed_and_named() {
     let started = std::time::Instant::now();
     let out = run(&["--no-src", "--timeout", "4", "sleep", "100"]);
     assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("TIMEOUT"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("TIMEOUT"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(started.elapsed() < Duration::from_secs(60));
 }
 
@@ -166,7 +179,11 @@ fn a_guest_kernel_panic_is_reported_as_a_crash() {
 fn missing_kernel_and_bad_arguments_exit_2() {
     let out = run(&["--kernel", "/nonexistent/vmlinux", "true"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("/nonexistent/vmlinux"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/vmlinux"),
+        "{}",
+        text(&out.stderr)
+    );
     for bad in [
         &["--mem", "lots", "true"][..],
         &[][..],
@@ -187,7 +204,11 @@ fn the_current_directory_appears_read_only_at_src() {
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     let out = run_in_vm()
         .current_dir(dir.path())
-        .args(["sh", "-c", "cat /src/hello.txt; ls /src; touch /src/new 2>/dev/null && echo WRITABLE; true"])
+        .args([
+            "sh",
+            "-c",
+            "cat /src/hello.txt; ls /src; touch /src/new 2>/dev/null && echo WRITABLE; true",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -209,7 +230,14 @@ fn explicit_disks_mount_where_asked() {
 
 #[test]
 fn virtio_serial_fallback_channel_works() {
-    let out = run(&["--no-src", "--channel", "virtio-serial", "sh", "-c", "echo over serial; echo err >&2; exit 3"]);
+    let out = run(&[
+        "--no-src",
+        "--channel",
+        "virtio-serial",
+        "sh",
+        "-c",
+        "echo over serial; echo err >&2; exit 3",
+    ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "over serial\n");
     assert_eq!(text(&out.stderr), "err\n");

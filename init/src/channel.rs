@@ -131,7 +131,9 @@ impl Channel {
             for msg in self.read_messages()? {
                 match msg {
                     HostMsg::Job(spec) => return Ok(spec),
-                    other => crate::console::log(&format!("init: {other:?} before the job; ignored")),
+                    other => {
+                        crate::console::log(&format!("init: {other:?} before the job; ignored"))
+                    }
                 }
             }
             if self.closed {
@@ -139,7 +141,10 @@ impl Channel {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(format!("no job from the host within {}s", JOB_WAIT.as_secs()));
+                return Err(format!(
+                    "no job from the host within {}s",
+                    JOB_WAIT.as_secs()
+                ));
             }
             crate::job::wait_readable(self.fd(), left);
         }

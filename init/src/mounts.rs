@@ -99,13 +99,19 @@ pub fn mount_disks(disks: &[DiskMount]) -> Result<(), String> {
     for disk in disks {
         let dev = find_disk_by_serial(&disk.serial)?;
         let target = Path::new(std::ffi::OsStr::from_bytes(&disk.target));
-        std::fs::create_dir_all(target)
-            .map_err(|e| format!("mkdir {}: {e}", target.display()))?;
+        std::fs::create_dir_all(target).map_err(|e| format!("mkdir {}: {e}", target.display()))?;
         let mut flags = MsFlags::MS_NOATIME;
         if disk.read_only {
             flags |= MsFlags::MS_RDONLY;
         }
-        mount(Some(dev.as_path()), target, Some("ext2"), flags, None::<&str>).map_err(|e| {
+        mount(
+            Some(dev.as_path()),
+            target,
+            Some("ext2"),
+            flags,
+            None::<&str>,
+        )
+        .map_err(|e| {
             format!(
                 "mount {} (disk {}) on {}: {e}",
                 dev.display(),

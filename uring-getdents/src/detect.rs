@@ -81,9 +81,13 @@ fn functional_check(ring: &mut io_uring::IoUring, path: &str) -> Result<(), Stri
     reference.truncate(n);
 
     let mut buf = vec![0u8; 4096];
-    let sqe = Getdents::new(DirFd::Fd(op_fd.as_raw_fd()), buf.as_mut_ptr(), buf.len() as u32)
-        .build()
-        .user_data(0x6765_7464);
+    let sqe = Getdents::new(
+        DirFd::Fd(op_fd.as_raw_fd()),
+        buf.as_mut_ptr(),
+        buf.len() as u32,
+    )
+    .build()
+    .user_data(0x6765_7464);
     // SAFETY: `buf` and `op_fd` outlive the request: we wait for its completion below
     // before either is dropped.
     unsafe {
@@ -91,7 +95,8 @@ fn functional_check(ring: &mut io_uring::IoUring, path: &str) -> Result<(), Stri
             .push(&sqe)
             .map_err(|_| "submission queue full".to_string())?;
     }
-    ring.submit_and_wait(1).map_err(|e| format!("io_uring_enter: {e}"))?;
+    ring.submit_and_wait(1)
+        .map_err(|e| format!("io_uring_enter: {e}"))?;
     let cqe = ring
         .completion()
         .next()

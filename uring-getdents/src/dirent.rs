@@ -178,21 +178,33 @@ mod tests {
         let mut small = good.clone();
         small[16] = 19;
         small[17] = 0;
-        assert!(matches!(DirentIter::new(&small).next(), Some(Err(DirentError::BadLength { .. }))));
+        assert!(matches!(
+            DirentIter::new(&small).next(),
+            Some(Err(DirentError::BadLength { .. }))
+        ));
         // zero reclen would loop forever if accepted.
         let mut zero = good.clone();
         zero[16] = 0;
-        assert!(matches!(DirentIter::new(&zero).next(), Some(Err(DirentError::BadLength { .. }))));
+        assert!(matches!(
+            DirentIter::new(&zero).next(),
+            Some(Err(DirentError::BadLength { .. }))
+        ));
         // No terminator inside the record.
         let mut unterminated = good.clone();
         for b in &mut unterminated[HEADER..] {
             *b = b'z';
         }
-        assert_eq!(DirentIter::new(&unterminated).next(), Some(Err(DirentError::BadName(0))));
+        assert_eq!(
+            DirentIter::new(&unterminated).next(),
+            Some(Err(DirentError::BadName(0)))
+        );
         // Empty name.
         let mut empty = good.clone();
         empty[HEADER] = 0;
-        assert_eq!(DirentIter::new(&empty).next(), Some(Err(DirentError::BadName(0))));
+        assert_eq!(
+            DirentIter::new(&empty).next(),
+            Some(Err(DirentError::BadName(0)))
+        );
         // After an error the iterator stops.
         let mut it = DirentIter::new(&big);
         assert!(it.next().unwrap().is_err());

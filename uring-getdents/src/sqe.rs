@@ -198,7 +198,10 @@ mod tests {
         assert_eq!(entry.get_opcode(), u32::from(IORING_OP_GETDENTS));
         assert_eq!(entry.get_user_data(), 77);
         let dbg = format!("{entry:?}");
-        assert!(dbg.contains(&format!("flags: {}", Flags::IO_LINK.bits())), "{dbg}");
+        assert!(
+            dbg.contains(&format!("flags: {}", Flags::IO_LINK.bits())),
+            "{dbg}"
+        );
         let raw = RawSqe::from_entry(entry);
         assert_eq!(
             raw,
@@ -224,7 +227,14 @@ mod tests {
         let raw = RawSqe::from_entry_v06(e6);
         assert_eq!(raw.flags, IOSQE_FIXED_FILE);
         assert_eq!(raw.fd, 3);
-        assert_eq!(raw, RawSqe { user_data: 0, ..g.raw() }.with_user_data(5));
+        assert_eq!(
+            raw,
+            RawSqe {
+                user_data: 0,
+                ..g.raw()
+            }
+            .with_user_data(5)
+        );
         // A v0.6 READ agrees with our layout too.
         let r6 = io_uring_06::opcode::Read::new(io_uring_06::types::Fd(4), 0x99 as *mut u8, 7)
             .offset(8)

@@ -14,7 +14,11 @@ fn sample_job() -> JobSpec {
 }
 
 fn host_msgs() -> Vec<HostMsg> {
-    vec![HostMsg::Job(sample_job()), HostMsg::Signal(15), HostMsg::EndAck]
+    vec![
+        HostMsg::Job(sample_job()),
+        HostMsg::Signal(15),
+        HostMsg::EndAck,
+    ]
 }
 
 fn guest_msgs() -> Vec<GuestMsg> {
@@ -62,7 +66,10 @@ fn every_truncation_of_a_structured_message_is_refused() {
         }
     }
     for m in guest_msgs() {
-        if matches!(m, GuestMsg::Stdout(_) | GuestMsg::Stderr(_) | GuestMsg::Log(_)) {
+        if matches!(
+            m,
+            GuestMsg::Stdout(_) | GuestMsg::Stderr(_) | GuestMsg::Log(_)
+        ) {
             continue; // whole-payload messages: every prefix is itself a valid chunk
         }
         let frame = m.encode();
@@ -175,7 +182,11 @@ fn large_output_survives_compaction() {
     for i in 0..40 {
         fb.push(&GuestMsg::Stdout(chunk.clone()).encode());
         let b = fb.next_frame().unwrap().expect("whole frame present");
-        assert_eq!(GuestMsg::decode(&b).unwrap(), GuestMsg::Stdout(chunk.clone()), "{i}");
+        assert_eq!(
+            GuestMsg::decode(&b).unwrap(),
+            GuestMsg::Stdout(chunk.clone()),
+            "{i}"
+        );
     }
 }
 

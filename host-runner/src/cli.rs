@@ -28,7 +28,7 @@ pub enum Cmd {
     /// Build (or reuse) the guest kernel and print its path.
     Kernel(KernelArgs),
     /// Build (or reuse) the root image and print its path.
-    Image,
+    Image(ImageArgs),
     /// Run one command in a fresh microvm (same as `run-in-vm`).
     Run(RunArgs),
     /// Run the guest tests, one microvm each.
@@ -49,6 +49,14 @@ pub struct KernelArgs {
     /// Build without the patches in kernel/patches (the stock kernel).
     #[arg(long)]
     pub stock: bool,
+}
+
+/// `image`.
+#[derive(Args, Debug, Clone)]
+pub struct ImageArgs {
+    /// Also lay the root tree out in this (new or empty) directory, e.g. for `docker build`.
+    #[arg(long, value_name = "DIR")]
+    pub export: Option<PathBuf>,
 }
 
 /// Options of the VM.
@@ -98,6 +106,9 @@ pub struct RunArgs {
     /// Working directory of the job in the guest.
     #[arg(long, default_value = "/")]
     pub cwd: PathBuf,
+    /// Print boot and total VM times on stderr after the job.
+    #[arg(long)]
+    pub timings: bool,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -312,6 +323,13 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
     let signals = forward_host_signals()?;
     let mut term = Terminal { prog };
     let report = launcher::run_vm(&req, &caps, &mut term, Some(&signals))?;
+    if args.timings {
+        let boot = report.boot_time.map_or("-".into(), |b| format!("{:.3}s", b.as_secs_f64()));
+        eprintln!(
+            "{prog}: timings: QEMU start to guest hello {boot}, QEMU start to exit {:.3}s",
+            report.total_time.as_secs_f64()
+        );
+    }
     if !report.outcome.vm_ok() {
         eprintln!("{prog}: {}", report.outcome.describe());
         eprintln!("{prog}: console log: {}", report.console_log.display());
@@ -334,13 +352,18 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             println!("{}", resolve_kernel(&k)?.display());
             Ok(0)
         }
-        Cmd::Image => {
+        Cmd::Image(args) => {
             crate::deps::ensure(crate::deps::VM)?;
             let bins = image::build_guest_binaries()?;
-            println!(
-                "{}",
-                image::ensure_root_image(&image::root_image_inputs(&bins))?.display()
-            );
+            let inputs = image::root_image_inputs(&bins);
+            if let Some(dir) = &args.export {
+                if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+                    return Err(UsageError(format!("--export {}: not empty", dir.display())).into());
+                }
+                image::stage_root(dir, &inputs)?;
+                eprintln!("host-runner: root tree laid out in {}", dir.display());
+            }
+            println!("{}", image::ensure_root_image(&inputs)?.display());
             Ok(0)
         }
         Cmd::Run(r) => cmd_run(&r, "host-runner"),

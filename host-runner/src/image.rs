@@ -92,6 +92,18 @@ pub fn ensure_root_image(inputs: &[(PathBuf, String)]) -> Result<PathBuf> {
         .prefix("root-staging-")
         .tempdir_in(&dir)?;
     let root = staging.path();
+    stage_root(root, inputs)?;
+    // Room for tests that build large trees on the root filesystem (writes go to a
+    // per-VM overlay, the image itself stays pristine).
+    let tmp = dir.join(format!("{}.tmp", image.display()));
+    make_ext2(root, &tmp, 1024, 400_000)?;
+    cache::publish(&tmp, &image)?;
+    Ok(image)
+}
+
+/// Lays out the root filesystem tree in `root` (an empty or new directory): the same
+/// tree the ext2 image is made from and the Dockerfile copies.
+pub fn stage_root(root: &Path, inputs: &[(PathBuf, String)]) -> Result<()> {
     for d in ROOT_DIRS {
         std::fs::create_dir_all(root.join(d))?;
     }
@@ -102,12 +114,7 @@ pub fn ensure_root_image(inputs: &[(PathBuf, String)]) -> Result<PathBuf> {
     link_busybox_applets(root)?;
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
     std::fs::write(root.join("etc/group"), "root:x:0:\ntty:x:5:\n")?;
-    // Room for tests that build large trees on the root filesystem (writes go to a
-    // per-VM overlay, the image itself stays pristine).
-    let tmp = dir.join(format!("{}.tmp", image.display()));
-    make_ext2(root, &tmp, 1024, 400_000)?;
-    cache::publish(&tmp, &image)?;
-    Ok(image)
+    Ok(())
 }
 
 /// One symlink per busybox applet, at the path busybox itself reports.

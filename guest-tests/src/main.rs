@@ -4,6 +4,7 @@
 //! for `host-runner test`; `guest-tests run NAME` runs one and exits 0 only if it
 //! passed. `guest-tests emit ...` is a helper for the host's own integration tests.
 
+mod bench;
 mod emit;
 mod getdents;
 mod vm;
@@ -61,6 +62,7 @@ fn dispatch(args: &[String]) -> Result<()> {
             Ok(())
         }
         Some("emit") => emit::main(&args[1..]),
-        _ => bail!("usage: guest-tests --list | run NAME | emit STDOUT_BYTES STDERR_BYTES SEED"),
+        Some("bench-getdents") => bench::main(&args[1..]),
+        _ => bail!("usage: guest-tests --list | run NAME | emit STDOUT_BYTES STDERR_BYTES SEED | bench-getdents [ENTRIES] [ROUNDS]"),
     }
 }

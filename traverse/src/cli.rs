@@ -1,0 +1,74 @@
+//! The command line shared by `traverse`, `traverse-iouring` and `traverse-tokio`.
+
+use crate::{count, Engine};
+use clap::Parser;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Counts files and bytes of each PATH: the bytes of `du -bs PATH`, the files of
+/// `find PATH -type f | wc -l`.
+#[derive(Parser, Debug)]
+#[command(version)]
+pub struct Args {
+    /// Walk engine.
+    #[arg(long, value_enum, default_value_t = Engine::Uring)]
+    pub engine: Engine,
+    /// One JSON object per path instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Trees to count.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Runs the tool; `engine` overrides `--engine` (the traverse-iouring / -tokio commands).
+/// Returns the exit status: 0, or 1 when a path or a directory could not be read.
+pub fn main_with(engine: Option<Engine>) -> i32 {
+    let args = Args::parse();
+    let engine = engine.unwrap_or(args.engine);
+    let mut status = 0;
+    let stdout = std::io::stdout();
+    for path in &args.paths {
+        match count(path, engine) {
+            Ok(t) => {
+                for e in &t.errors {
+                    eprintln!("traverse: {e}");
+                }
+                if !t.errors.is_empty() {
+                    status = 1;
+                }
+                let line = if args.json {
+                    format!(
+                        "{{\"path\":{},\"files\":{},\"bytes\":{},\"errors\":{}}}",
+                        json_string(&path.to_string_lossy()),
+                        t.files,
+                        t.bytes,
+                        t.errors.len()
+                    )
+                } else {
+                    format!("{} files, {} bytes", t.files, t.bytes)
+                };
+                let _ = writeln!(stdout.lock(), "{line}");
+            }
+            Err(e) => {
+                eprintln!("traverse: {e}");
+                status = 1;
+            }
+        }
+    }
+    status
+}

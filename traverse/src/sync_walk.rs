@@ -1,0 +1,224 @@
+//! The sync engine: one thread, getdents64 + statx, depth first.
+//!
+//! Each directory is read completely (names and stats) before its subdirectories are
+//! visited, so a frame only keeps the names of the subdirectories still to visit. Frames
+//! keep their descriptor so children are opened with openat (no path walks, no
+//! PATH_MAX limit at any depth); when more descriptors are open than the budget allows,
+//! the oldest frames give theirs up and get it back through the child's `..` when the
+//! walk returns to them, checked by device and inode.
+
+use crate::count::{EntryStat, Tally, Totals, WalkError};
+use crate::sys;
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use uring_getdents::{getdents64, DirentIter};
+
+struct Frame {
+    fd: Option<OwnedFd>,
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    subdirs: Vec<CString>,
+    next: usize,
+}
+
+/// Counts `path` on the calling thread.
+pub fn count(path: &Path) -> Result<Totals, WalkError> {
+    let top = sys::cstring(path.as_os_str().as_bytes())
+        .and_then(|c| sys::statx_at(None, &c).map(|st| (c, st)));
+    let (top, st) = top.map_err(|source| WalkError {
+        path: path.into(),
+        source,
+    })?;
+    let mut tally = Tally::default();
+    tally.add(&st);
+    if st.is_dir() {
+        match sys::open_dir_at(None, &top) {
+            Ok(fd) => walk(fd, path.to_path_buf(), &st, &mut tally),
+            Err(e) => tally.error(sys::cannot_read(path, &e)),
+        }
+    }
+    Ok(tally.totals)
+}
+
+/// Reads one directory: counts every entry, returns the subdirectory names.
+pub fn read_dir_counting(fd: &OwnedFd, path: &Path, tally: &mut Tally) -> io::Result<Vec<CString>> {
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut subdirs = Vec::new();
+    loop {
+        let n = getdents64(fd.as_fd(), &mut buf)?;
+        if n == 0 {
+            return Ok(subdirs);
+        }
+        for entry in DirentIter::new(&buf[..n]) {
+            let entry = entry.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if sys::is_dot(entry.name) {
+                continue;
+            }
+            let name = sys::cstring(entry.name.as_bytes())?;
+            match sys::statx_at(Some(fd.as_fd()), &name) {
+                Ok(st) => {
+                    tally.add(&st);
+                    if st.is_dir() {
+                        subdirs.push(name);
+                    }
+                }
+                // Removed since it was listed: skipped, as du does.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => tally.error(format!(
+                    "cannot access '{}': {e}",
+                    path.join(OsStr::from_bytes(name.as_bytes())).display()
+                )),
+            }
+        }
+    }
+}
+
+/// Counts an entry whose path may exceed PATH_MAX: its parent is reached by openat one
+/// component at a time. Counts the entry itself when `count_self`, and its contents if
+/// it is a directory.
+pub fn count_long_path(path: &Path, count_self: bool, tally: &mut Tally) {
+    let (parent, name) = match (path.parent(), path.file_name()) {
+        (Some(p), Some(n)) => (p, n),
+        _ => {
+            tally.error(format!(
+                "cannot access '{}': not a walkable path",
+                path.display()
+            ));
+            return;
+        }
+    };
+    let result = open_long(parent).and_then(|pfd| {
+        let name = sys::cstring(name.as_bytes())?;
+        let st = sys::statx_at(Some(pfd.as_fd()), &name)?;
+        Ok((pfd, name, st))
+    });
+    let (pfd, name, st) = match result {
+        Ok(r) => r,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return,
+        Err(e) => {
+            tally.error(format!("cannot access '{}': {e}", path.display()));
+            return;
+        }
+    };
+    if count_self {
+        tally.add(&st);
+    }
+    if st.is_dir() {
+        match sys::open_dir_at(Some(pfd.as_fd()), &name) {
+            Ok(fd) => walk(fd, path.to_path_buf(), &st, tally),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => tally.error(sys::cannot_read(path, &e)),
+        }
+    }
+}
+
+/// Opens a directory by a path of any length, one component at a time.
+fn open_long(path: &Path) -> io::Result<OwnedFd> {
+    let mut fd = sys::open_dir_at(None, if path.is_absolute() { c"/" } else { c"." })?;
+    for comp in path.components() {
+        if let std::path::Component::Normal(c) = comp {
+            fd = sys::open_dir_at(Some(fd.as_fd()), &sys::cstring(c.as_bytes())?)?;
+        } else if let std::path::Component::ParentDir = comp {
+            fd = sys::open_dir_at(Some(fd.as_fd()), c"..")?;
+        }
+    }
+    Ok(fd)
+}
+
+fn walk(fd: OwnedFd, path: PathBuf, st: &EntryStat, tally: &mut Tally) {
+    let budget = sys::open_dir_budget();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut open = 0usize;
+    enter(&mut stack, &mut open, fd, path, st, tally);
+    while let Some(top) = stack.last_mut() {
+        if top.next < top.subdirs.len() {
+            let name = top.subdirs[top.next].clone();
+            top.next += 1;
+            let child_path = top.path.join(OsStr::from_bytes(name.as_bytes()));
+            let Some(parent_fd) = top.fd.as_ref() else {
+                tally.error(format!("lost the descriptor of '{}'", top.path.display()));
+                continue;
+            };
+            let opened = sys::open_dir_at(Some(parent_fd.as_fd()), &name)
+                .and_then(|fd| sys::statx_at(Some(fd.as_fd()), c".").map(|st| (fd, st)));
+            match opened {
+                Ok((fd, st)) => {
+                    if open >= budget {
+                        release_oldest(&mut stack, &mut open);
+                    }
+                    enter(&mut stack, &mut open, fd, child_path, &st, tally);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => tally.error(sys::cannot_read(&child_path, &e)),
+            }
+            continue;
+        }
+        // Done with this directory: return to the parent, reopening it if needed.
+        let Some(done) = stack.pop() else { break };
+        if done.fd.is_some() {
+            open -= 1;
+        }
+        if let (Some(parent), Some(child_fd)) = (stack.last_mut(), done.fd.as_ref()) {
+            if parent.fd.is_none() {
+                match reopen_parent(child_fd, parent.dev, parent.ino) {
+                    Ok(fd) => {
+                        parent.fd = Some(fd);
+                        open += 1;
+                    }
+                    Err(e) => {
+                        tally.error(format!("cannot return to '{}': {e}", parent.path.display()));
+                        parent.next = parent.subdirs.len();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn enter(
+    stack: &mut Vec<Frame>,
+    open: &mut usize,
+    fd: OwnedFd,
+    path: PathBuf,
+    st: &EntryStat,
+    tally: &mut Tally,
+) {
+    match read_dir_counting(&fd, &path, tally) {
+        Ok(subdirs) => {
+            *open += 1;
+            stack.push(Frame {
+                fd: Some(fd),
+                path,
+                dev: st.dev,
+                ino: st.ino,
+                subdirs,
+                next: 0,
+            });
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => tally.error(sys::cannot_read(&path, &e)),
+    }
+}
+
+/// Closes the descriptor of the outermost frame that still has one.
+fn release_oldest(stack: &mut [Frame], open: &mut usize) {
+    // The innermost frame is about to open a child through its descriptor: keep it.
+    let keep = stack.len().saturating_sub(1);
+    if let Some(f) = stack[..keep].iter_mut().find(|f| f.fd.is_some()) {
+        f.fd = None;
+        *open -= 1;
+    }
+}
+
+fn reopen_parent(child: &OwnedFd, dev: u64, ino: u64) -> io::Result<OwnedFd> {
+    let fd = sys::open_dir_at(Some(child.as_fd()), c"..")?;
+    let st = sys::statx_at(Some(fd.as_fd()), c".")?;
+    if (st.dev, st.ino) != (dev, ino) {
+        return Err(io::Error::other("directory moved during the walk"));
+    }
+    Ok(fd)
+}

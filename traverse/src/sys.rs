@@ -1,0 +1,93 @@
+//! Thin, checked wrappers of the syscalls the engines share.
+
+use crate::count::EntryStat;
+use std::ffi::{CStr, CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+/// Flags every directory is opened with: never follow a symlink.
+pub const DIR_OPEN_FLAGS: i32 =
+    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+
+/// The statx fields a walk needs.
+pub const STATX_MASK: u32 =
+    libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_NLINK | libc::STATX_INO | libc::STATX_SIZE;
+
+/// Converts a filled statx buffer.
+pub fn entry_stat(sx: &libc::statx) -> EntryStat {
+    EntryStat {
+        mode: u32::from(sx.stx_mode),
+        size: sx.stx_size,
+        nlink: u64::from(sx.stx_nlink),
+        dev: (u64::from(sx.stx_dev_major) << 32) | u64::from(sx.stx_dev_minor),
+        ino: sx.stx_ino,
+    }
+}
+
+/// statx without following a final symlink; `dir` None means relative to the cwd.
+pub fn statx_at(dir: Option<BorrowedFd<'_>>, name: &CStr) -> io::Result<EntryStat> {
+    let mut sx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `name` is NUL-terminated and `sx` is a writable statx buffer.
+    let rc = unsafe {
+        libc::statx(
+            dirfd,
+            name.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+            STATX_MASK,
+            sx.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statx succeeded and filled the buffer (zeroed beforehand besides).
+    Ok(entry_stat(unsafe { sx.assume_init_ref() }))
+}
+
+/// openat for a directory, relative to `dir` (or the cwd).
+pub fn open_dir_at(dir: Option<BorrowedFd<'_>>, name: &CStr) -> io::Result<OwnedFd> {
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `name` is NUL-terminated.
+    let fd = unsafe { libc::openat(dirfd, name.as_ptr(), DIR_OPEN_FLAGS) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A path as a C string (paths cannot contain NUL on Linux, but refuse it cleanly).
+pub fn cstring(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+/// Is this a name the walk skips (`.` or `..`)?
+pub fn is_dot(name: &OsStr) -> bool {
+    matches!(name.as_bytes(), b"." | b"..")
+}
+
+/// How many directories the walk may hold open: a share of RLIMIT_NOFILE.
+pub fn open_dir_budget() -> usize {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into `rl`.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
+        rl.rlim_cur as usize
+    } else {
+        1024
+    };
+    // Leave room for stdio, the ring, and whatever else the process has open.
+    (soft.saturating_sub(32) / 2).clamp(8, 4096)
+}
+
+/// Formats the error du prints for an unreadable directory.
+pub fn cannot_read(path: &std::path::Path, err: &io::Error) -> String {
+    let text = err.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    format!("cannot read directory '{}': {text}", path.display())
+}

@@ -1,0 +1,564 @@
+//! The io_uring engine: one ring, many directories in flight.
+//!
+//! Every directory goes OPENAT -> GETDENTS... -> STATX per entry -> CLOSE through the
+//! ring; GETDENTS is IORING_OP_GETDENTS when the kernel has it (detected once, see
+//! uring-getdents) and getdents64(2) on the loop thread otherwise. Work waits in queues
+//! and is submitted while fewer than `MAX_IN_FLIGHT` requests are outstanding, stats
+//! first (they finish directories), then directory reads, then opens (which add work),
+//! and opens wait while `open_dir_budget()` directories are open. Directories to open
+//! are taken newest first, so the walk stays depth first and memory stays bounded.
+
+use crate::count::{Tally, Totals, WalkError};
+use crate::sys;
+use io_uring::{opcode, types, IoUring};
+use std::collections::VecDeque;
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use uring_getdents::{getdents64, DirFd, DirentIter, Getdents};
+
+/// Requests outstanding in the kernel at most.
+const MAX_IN_FLIGHT: usize = 512;
+/// Directory read buffer.
+const DIR_BUF: usize = 32 * 1024;
+/// A stat slower than this went to the disk: the directory's remaining entries are
+/// stat'ed through the ring, where many can wait for the disk at once.
+const INLINE_STAT_LIMIT: std::time::Duration = std::time::Duration::from_micros(50);
+/// user_data of requests whose completion needs no handling (closes).
+const IGNORE: u64 = u64::MAX;
+
+struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+    buf: Vec<u8>,
+    /// Requests and queued work that still use `fd`.
+    users: usize,
+    /// getdents reported the end (or failed).
+    listed: bool,
+    /// Entries are stat'ed on this thread while that stays cheap (cached inodes); the
+    /// first slow one moves the rest of the directory to the ring.
+    stat_inline: bool,
+}
+
+enum Op {
+    Open {
+        parent: usize,
+        name: CString,
+    },
+    Getdents {
+        dir: usize,
+    },
+    Statx {
+        dir: usize,
+        name: CString,
+        out: Box<libc::statx>,
+    },
+}
+
+struct Walker {
+    ring: IoUring,
+    use_op: bool,
+    dirs: Vec<Option<Dir>>,
+    free_dirs: Vec<usize>,
+    open_dirs: usize,
+    budget: usize,
+    ops: Vec<Option<Op>>,
+    free_ops: Vec<usize>,
+    in_flight: usize,
+    max_in_flight: usize,
+    adaptive: bool,
+    to_stat: VecDeque<(usize, CString)>,
+    to_list: VecDeque<usize>,
+    to_open: VecDeque<(usize, CString)>,
+    tally: Tally,
+}
+
+/// Counts `path` with io_uring.
+pub fn count(path: &Path) -> Result<Totals, WalkError> {
+    let err = |source| WalkError {
+        path: path.into(),
+        source,
+    };
+    let top = sys::cstring(path.as_os_str().as_bytes()).map_err(err)?;
+    let st = sys::statx_at(None, &top).map_err(err)?;
+    let mut tally = Tally::default();
+    tally.add(&st);
+    if !st.is_dir() {
+        return Ok(tally.totals);
+    }
+    let fd = match sys::open_dir_at(None, &top) {
+        Ok(fd) => fd,
+        Err(e) => {
+            tally.error(sys::cannot_read(path, &e));
+            return Ok(tally.totals);
+        }
+    };
+    let threads = std::env::var("TRAVERSE_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let shared = Shared {
+        queue: Mutex::new(SharedQueue {
+            dirs: vec![(fd, path.to_path_buf())],
+            idle: 0,
+            done: false,
+        }),
+        wake: Condvar::new(),
+        hungry: AtomicUsize::new(0),
+        threads,
+    };
+    let use_op = uring_getdents::detect().is_available();
+    let results: Vec<io::Result<Tally>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    Walker::new(use_op, threads).and_then(|mut w| w.run(&shared).map(|()| w.tally))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("walker thread panicked")))
+            })
+            .collect()
+    });
+    for r in results {
+        tally.merge(r.map_err(err)?);
+    }
+    Ok(tally.totals)
+}
+
+/// Work shared between walker threads: opened directories nobody has claimed yet.
+struct SharedQueue {
+    dirs: Vec<(OwnedFd, PathBuf)>,
+    /// Threads waiting for work.
+    idle: usize,
+    /// Every thread was idle with nothing queued: the walk is over.
+    done: bool,
+}
+
+struct Shared {
+    queue: Mutex<SharedQueue>,
+    wake: Condvar,
+    /// Mirrors `idle`, read without the lock on the hot path.
+    hungry: AtomicUsize,
+    threads: usize,
+}
+
+impl Walker {
+    fn new(use_op: bool, threads: usize) -> io::Result<Self> {
+        let ring = IoUring::builder()
+            .setup_cqsize(4 * MAX_IN_FLIGHT as u32)
+            .build(256)?;
+        if let Some(n) = std::env::var("TRAVERSE_IOWQ")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+        {
+            let mut workers = [n, n];
+            let _ = ring.submitter().register_iowq_max_workers(&mut workers);
+        }
+        Ok(Walker {
+            ring,
+            use_op,
+            dirs: Vec::new(),
+            free_dirs: Vec::new(),
+            open_dirs: 0,
+            budget: (sys::open_dir_budget() / threads).max(4),
+            ops: Vec::new(),
+            free_ops: Vec::new(),
+            in_flight: 0,
+            adaptive: std::env::var_os("TRAVERSE_RING_STAT").is_none(),
+            max_in_flight: std::env::var("TRAVERSE_INFLIGHT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(MAX_IN_FLIGHT),
+            to_stat: VecDeque::new(),
+            to_list: VecDeque::new(),
+            to_open: VecDeque::new(),
+            tally: Tally::default(),
+        })
+    }
+
+    fn local_work_left(&self) -> bool {
+        self.in_flight > 0
+            || !self.to_stat.is_empty()
+            || !self.to_list.is_empty()
+            || !self.to_open.is_empty()
+    }
+
+    /// Takes a directory from the shared queue, waiting while other threads still work.
+    /// Returns false when the walk is over.
+    fn claim(&mut self, shared: &Shared) -> bool {
+        let Ok(mut q) = shared.queue.lock() else {
+            return false;
+        };
+        loop {
+            if let Some((fd, path)) = q.dirs.pop() {
+                drop(q);
+                self.add_dir(fd, path);
+                return true;
+            }
+            if q.done {
+                return false;
+            }
+            q.idle += 1;
+            shared.hungry.store(q.idle, Ordering::Relaxed);
+            if q.idle == shared.threads {
+                q.done = true;
+                shared.wake.notify_all();
+                return false;
+            }
+            q = match shared.wake.wait(q) {
+                Ok(q) => q,
+                Err(_) => return false,
+            };
+            q.idle -= 1;
+            shared.hungry.store(q.idle, Ordering::Relaxed);
+        }
+    }
+
+    /// Hands the oldest queued subdirectory (the biggest subtree, likely) to an idle
+    /// thread, opened here so the receiver needs nothing of ours.
+    fn donate(&mut self, shared: &Shared) {
+        if shared.hungry.load(Ordering::Relaxed) == 0 || self.to_open.len() < 2 {
+            return;
+        }
+        let Some((parent, name)) = self.to_open.pop_front() else {
+            return;
+        };
+        let path = self
+            .dir(parent)
+            .path
+            .join(OsStr::from_bytes(name.as_bytes()));
+        let opened = sys::open_dir_at(Some(std::os::fd::AsFd::as_fd(&self.dir(parent).fd)), &name);
+        self.dir(parent).users -= 1;
+        match opened {
+            Ok(fd) => {
+                if let Ok(mut q) = shared.queue.lock() {
+                    q.dirs.push((fd, path));
+                    shared.wake.notify_one();
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => self.tally.error(sys::cannot_read(&path, &e)),
+        }
+        self.maybe_finish(parent);
+    }
+
+    fn add_dir(&mut self, fd: OwnedFd, path: PathBuf) {
+        let dir = Dir {
+            fd,
+            path,
+            buf: vec![0u8; DIR_BUF],
+            users: 0,
+            listed: false,
+            stat_inline: self.adaptive,
+        };
+        let idx = match self.free_dirs.pop() {
+            Some(i) => {
+                self.dirs[i] = Some(dir);
+                i
+            }
+            None => {
+                self.dirs.push(Some(dir));
+                self.dirs.len() - 1
+            }
+        };
+        self.open_dirs += 1;
+        if self.use_op {
+            self.to_list.push_back(idx);
+        } else {
+            self.list_with_syscall(idx);
+        }
+    }
+
+    fn dir(&mut self, idx: usize) -> &mut Dir {
+        // Indices come from our own live requests: a missing slot is a logic error that
+        // would otherwise corrupt the counts, so stop loudly.
+        self.dirs[idx]
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("directory slot {idx} is free"))
+    }
+
+    /// Releases a directory once it is listed and nothing uses its descriptor.
+    fn maybe_finish(&mut self, idx: usize) {
+        let d = self.dir(idx);
+        if !d.listed || d.users > 0 {
+            return;
+        }
+        if let Some(d) = self.dirs[idx].take() {
+            // Close through the ring: batched with the other requests, result unused.
+            let raw = d.fd.as_raw_fd();
+            std::mem::forget(d.fd);
+            let sqe = opcode::Close::new(types::Fd(raw)).build().user_data(IGNORE);
+            self.push_or_close(sqe, raw);
+            self.free_dirs.push(idx);
+            self.open_dirs -= 1;
+        }
+    }
+
+    fn push_or_close(&mut self, sqe: io_uring::squeue::Entry, raw: RawFd) {
+        // SAFETY: a close names no memory; the descriptor is ours and forgotten above.
+        let pushed = unsafe { self.ring.submission().push(&sqe).is_ok() };
+        if pushed {
+            self.in_flight += 1;
+        } else {
+            // SAFETY: as above; the ring is full, so close it directly instead.
+            drop(unsafe { OwnedFd::from_raw_fd(raw) });
+        }
+    }
+
+    /// Reads a whole directory with getdents64(2) on this thread (kernels without the op).
+    fn list_with_syscall(&mut self, idx: usize) {
+        loop {
+            let d = self.dir(idx);
+            let mut buf = std::mem::take(&mut d.buf);
+            let res = getdents64(std::os::fd::AsFd::as_fd(&d.fd), &mut buf);
+            let n = match res {
+                Ok(n) => n,
+                Err(e) => {
+                    let msg = sys::cannot_read(&self.dir(idx).path, &e);
+                    self.tally.error(msg);
+                    0
+                }
+            };
+            self.queue_entries(idx, &buf[..n]);
+            self.dir(idx).buf = buf;
+            if n == 0 {
+                self.dir(idx).listed = true;
+                self.maybe_finish(idx);
+                return;
+            }
+        }
+    }
+
+    fn queue_entries(&mut self, idx: usize, filled: &[u8]) {
+        for entry in DirentIter::new(filled) {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let msg = format!(
+                        "malformed directory data in '{}': {e}",
+                        self.dir(idx).path.display()
+                    );
+                    self.tally.error(msg);
+                    return;
+                }
+            };
+            if sys::is_dot(entry.name) {
+                continue;
+            }
+            let name = match sys::cstring(entry.name.as_bytes()) {
+                Ok(name) => name,
+                Err(e) => {
+                    self.tally.error(e.to_string());
+                    continue;
+                }
+            };
+            if self.dir(idx).stat_inline {
+                let started = std::time::Instant::now();
+                let res = sys::statx_at(Some(std::os::fd::AsFd::as_fd(&self.dir(idx).fd)), &name);
+                if started.elapsed() > INLINE_STAT_LIMIT {
+                    self.dir(idx).stat_inline = false;
+                }
+                self.dir(idx).users += 1;
+                self.stat_done(
+                    idx,
+                    name,
+                    res.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)),
+                );
+            } else {
+                self.dir(idx).users += 1;
+                self.to_stat.push_back((idx, name));
+            }
+        }
+    }
+
+    fn new_op(&mut self, op: Op) -> usize {
+        match self.free_ops.pop() {
+            Some(i) => {
+                self.ops[i] = Some(op);
+                i
+            }
+            None => {
+                self.ops.push(Some(op));
+                self.ops.len() - 1
+            }
+        }
+    }
+
+    /// Moves queued work into the submission queue. Returns false when nothing fits.
+    fn fill(&mut self) {
+        loop {
+            if self.in_flight >= self.max_in_flight || self.ring.submission().is_full() {
+                return;
+            }
+            let idx = if let Some((dir, name)) = self.to_stat.pop_front() {
+                let fd = self.dir(dir).fd.as_raw_fd();
+                let mut out: Box<libc::statx> = Box::new(
+                    // SAFETY: statx is plain data; all-zero is a valid value.
+                    unsafe { std::mem::zeroed() },
+                );
+                let sqe = opcode::Statx::new(
+                    types::Fd(fd),
+                    name.as_ptr(),
+                    (&mut *out as *mut libc::statx).cast(),
+                )
+                .flags(libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT)
+                .mask(sys::STATX_MASK)
+                .build();
+                let i = self.new_op(Op::Statx { dir, name, out });
+                (sqe, i)
+            } else if let Some(dir) = self.to_list.pop_front() {
+                let d = self.dir(dir);
+                let sqe = Getdents::new(
+                    DirFd::Fd(d.fd.as_raw_fd()),
+                    d.buf.as_mut_ptr(),
+                    d.buf.len() as u32,
+                )
+                .build();
+                d.users += 1;
+                let i = self.new_op(Op::Getdents { dir });
+                (sqe, i)
+            } else if self.open_dirs < self.budget && !self.to_open.is_empty() {
+                let Some((parent, name)) = self.to_open.pop_back() else {
+                    return;
+                };
+                let fd = self.dir(parent).fd.as_raw_fd();
+                let sqe = opcode::OpenAt::new(types::Fd(fd), name.as_ptr())
+                    .flags(sys::DIR_OPEN_FLAGS)
+                    .build();
+                // Reserve the descriptor now so the budget holds while opens are in flight.
+                self.open_dirs += 1;
+                let i = self.new_op(Op::Open { parent, name });
+                (sqe, i)
+            } else {
+                return;
+            };
+            let (sqe, i) = idx;
+            // SAFETY: every buffer the entry names (name, statx box, directory buffer) is
+            // owned by `self.ops[i]` or a live `Dir`, neither freed before completion.
+            if unsafe { self.ring.submission().push(&sqe.user_data(i as u64)) }.is_err() {
+                unreachable!("checked for room above");
+            }
+            self.in_flight += 1;
+        }
+    }
+
+    fn run(&mut self, shared: &Shared) -> io::Result<()> {
+        loop {
+            if !self.local_work_left() && !self.claim(shared) {
+                return Ok(());
+            }
+            self.donate(shared);
+            self.fill();
+            if self.in_flight == 0 {
+                if !self.local_work_left() {
+                    continue;
+                }
+                if self.open_dirs >= self.budget {
+                    return Err(io::Error::other(
+                        "no directory can be opened within the descriptor budget",
+                    ));
+                }
+                continue;
+            }
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+            let done: Vec<(u64, i32)> = self
+                .ring
+                .completion()
+                .map(|c| (c.user_data(), c.result()))
+                .collect();
+            for (ud, res) in done {
+                self.in_flight -= 1;
+                if ud != IGNORE {
+                    self.complete(ud as usize, res);
+                }
+            }
+        }
+    }
+
+    /// Accounts one entry; a directory is queued to be opened.
+    fn stat_done(&mut self, dir: usize, name: CString, res: Result<crate::count::EntryStat, i32>) {
+        match res {
+            Ok(st) => {
+                self.tally.add(&st);
+                if st.is_dir() {
+                    // The child open keeps using the parent's descriptor.
+                    self.dir(dir).users += 1;
+                    self.to_open.push_back((dir, name));
+                }
+            }
+            // Removed since it was listed: skipped, as du does.
+            Err(libc::ENOENT) => {}
+            Err(errno) => {
+                let path = self.dir(dir).path.join(OsStr::from_bytes(name.as_bytes()));
+                let e = io::Error::from_raw_os_error(errno);
+                self.tally
+                    .error(format!("cannot access '{}': {e}", path.display()));
+            }
+        }
+        self.dir(dir).users -= 1;
+        self.maybe_finish(dir);
+    }
+
+    fn complete(&mut self, i: usize, res: i32) {
+        let Some(op) = self.ops[i].take() else { return };
+        self.free_ops.push(i);
+        match op {
+            Op::Statx { dir, name, out } => {
+                let res = if res >= 0 {
+                    Ok(sys::entry_stat(&out))
+                } else {
+                    Err(-res)
+                };
+                self.stat_done(dir, name, res);
+            }
+            Op::Getdents { dir } => {
+                self.dir(dir).users -= 1;
+                if res > 0 {
+                    let buf = std::mem::take(&mut self.dir(dir).buf);
+                    self.queue_entries(dir, &buf[..res as usize]);
+                    self.dir(dir).buf = buf;
+                    self.to_list.push_back(dir);
+                } else {
+                    if res < 0 {
+                        let e = io::Error::from_raw_os_error(-res);
+                        let msg = sys::cannot_read(&self.dir(dir).path, &e);
+                        self.tally.error(msg);
+                    }
+                    self.dir(dir).listed = true;
+                    self.maybe_finish(dir);
+                }
+            }
+            Op::Open { parent, name } => {
+                self.open_dirs -= 1;
+                let path = self
+                    .dir(parent)
+                    .path
+                    .join(OsStr::from_bytes(name.as_bytes()));
+                self.dir(parent).users -= 1;
+                if res >= 0 {
+                    // SAFETY: the kernel returned a new descriptor that nobody else owns.
+                    let fd = unsafe { OwnedFd::from_raw_fd(res) };
+                    self.add_dir(fd, path);
+                } else if res != -libc::ENOENT {
+                    self.tally
+                        .error(sys::cannot_read(&path, &io::Error::from_raw_os_error(-res)));
+                }
+                self.maybe_finish(parent);
+            }
+        }
+    }
+}

@@ -15,8 +15,18 @@ use uring_getdents::{getdents64, DirFd, DirentIter, Getdents};
 fn open_dir(path: &Path) -> Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_encoded_bytes())?;
     // SAFETY: valid NUL-terminated path.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-    ensure!(fd >= 0, "open {}: {}", path.display(), std::io::Error::last_os_error());
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    ensure!(
+        fd >= 0,
+        "open {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
     // SAFETY: freshly opened, owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -41,12 +51,21 @@ fn via_op(ring: &mut IoUring, dir: &Path, buf: &mut [u8]) -> Result<usize> {
     let fd = open_dir(dir)?;
     let mut n = 0;
     loop {
-        let sqe = Getdents::new(DirFd::Fd(fd.as_raw_fd()), buf.as_mut_ptr(), buf.len() as u32).build();
+        let sqe = Getdents::new(
+            DirFd::Fd(fd.as_raw_fd()),
+            buf.as_mut_ptr(),
+            buf.len() as u32,
+        )
+        .build();
         // SAFETY: `buf` and `fd` outlive the request, which completes before the next loop.
         unsafe { ring.submission().push(&sqe).ok().context("SQ full")? };
         ring.submit_and_wait(1)?;
         let res = ring.completion().next().context("no completion")?.result();
-        ensure!(res >= 0, "getdents op: {}", std::io::Error::from_raw_os_error(-res));
+        ensure!(
+            res >= 0,
+            "getdents op: {}",
+            std::io::Error::from_raw_os_error(-res)
+        );
         if res == 0 {
             return Ok(n);
         }
@@ -56,9 +75,19 @@ fn via_op(ring: &mut IoUring, dir: &Path, buf: &mut [u8]) -> Result<usize> {
 
 /// Entry point of the subcommand.
 pub fn main(args: &[String]) -> Result<()> {
-    let entries: usize = args.first().map_or(Ok(100_000), |a| a.parse()).context("ENTRIES")?;
-    let rounds: usize = args.get(1).map_or(Ok(20), |a| a.parse()).context("ROUNDS")?;
-    ensure!(uring_getdents::detect().is_available(), "IORING_OP_GETDENTS not available: {:?}", uring_getdents::detect());
+    let entries: usize = args
+        .first()
+        .map_or(Ok(100_000), |a| a.parse())
+        .context("ENTRIES")?;
+    let rounds: usize = args
+        .get(1)
+        .map_or(Ok(20), |a| a.parse())
+        .context("ROUNDS")?;
+    ensure!(
+        uring_getdents::detect().is_available(),
+        "IORING_OP_GETDENTS not available: {:?}",
+        uring_getdents::detect()
+    );
     let mut ring = IoUring::new(8)?;
     println!("| filesystem | buffer | getdents64(2) entries/s | IORING_OP_GETDENTS entries/s | op / syscall |");
     println!("|---|--:|--:|--:|--:|");
@@ -68,7 +97,11 @@ pub fn main(args: &[String]) -> Result<()> {
         for i in 0..entries {
             std::fs::File::create(dir.join(format!("f{i:07}")))?;
         }
-        let fs = if base.starts_with("/tmp") { "tmpfs" } else { "ext2" };
+        let fs = if base.starts_with("/tmp") {
+            "tmpfs"
+        } else {
+            "ext2"
+        };
         for bufsize in [4096usize, 32 * 1024] {
             let mut buf = vec![0u8; bufsize];
             let (mut t_sys, mut t_op) = (Duration::ZERO, Duration::ZERO);

@@ -324,7 +324,9 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
     let mut term = Terminal { prog };
     let report = launcher::run_vm(&req, &caps, &mut term, Some(&signals))?;
     if args.timings {
-        let boot = report.boot_time.map_or("-".into(), |b| format!("{:.3}s", b.as_secs_f64()));
+        let boot = report
+            .boot_time
+            .map_or("-".into(), |b| format!("{:.3}s", b.as_secs_f64()));
         eprintln!(
             "{prog}: timings: QEMU start to guest hello {boot}, QEMU start to exit {:.3}s",
             report.total_time.as_secs_f64()

@@ -9,7 +9,7 @@
 
 use crate::count::{EntryStat, Tally, Totals, WalkError};
 use crate::sys;
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -113,6 +113,18 @@ pub fn count_long_path(path: &Path, count_self: bool, tally: &mut Tally) {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => tally.error(sys::cannot_read(path, &e)),
         }
+    }
+}
+
+/// Counts the contents of the directory `name` in `parent` (whose own entry the caller
+/// has counted).
+pub fn count_subtree_at(parent: &OwnedFd, name: &CStr, path: PathBuf, tally: &mut Tally) {
+    let opened = sys::open_dir_at(Some(parent.as_fd()), name)
+        .and_then(|fd| sys::statx_at(Some(fd.as_fd()), c".").map(|st| (fd, st)));
+    match opened {
+        Ok((fd, st)) => walk(fd, path, &st, tally),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => tally.error(sys::cannot_read(&path, &e)),
     }
 }
 

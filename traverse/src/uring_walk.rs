@@ -117,7 +117,16 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
-                    Walker::new(use_op, threads).and_then(|mut w| w.run(&shared).map(|()| w.tally))
+                    let result = Walker::new(use_op, threads)
+                        .and_then(|mut w| w.run(&shared).map(|()| w.tally));
+                    if result.is_err() {
+                        // Nobody may wait for this thread's work any more.
+                        if let Ok(mut q) = shared.queue.lock() {
+                            q.done = true;
+                            shared.wake.notify_all();
+                        }
+                    }
+                    result
                 })
             })
             .collect();
@@ -463,10 +472,17 @@ impl Walker {
                 if !self.local_work_left() {
                     continue;
                 }
-                if self.open_dirs >= self.budget {
-                    return Err(io::Error::other(
-                        "no directory can be opened within the descriptor budget",
-                    ));
+                // Every open directory waits for a child to be opened and the budget is
+                // spent: count the newest pending subtree with the sync walker, which
+                // gives descriptors back as it goes.
+                if let Some((parent, name)) = self.to_open.pop_back() {
+                    if let Some(mut d) = self.dirs[parent].take() {
+                        let path = d.path.join(OsStr::from_bytes(name.as_bytes()));
+                        crate::sync_walk::count_subtree_at(&d.fd, &name, path, &mut self.tally);
+                        d.users -= 1;
+                        self.dirs[parent] = Some(d);
+                        self.maybe_finish(parent);
+                    }
                 }
                 continue;
             }

@@ -1,0 +1,150 @@
+//! traverse against du -bs and find on real trees, every engine.
+
+mod testenv;
+
+use testenv::{assert_all_engines_match, traverse, As, TestTree, ENGINES};
+
+#[test]
+fn mixed_tree_matches_du_and_find() {
+    let t = TestTree::new();
+    t.file("a/one", 1)
+        .file("a/big", 100_000)
+        .file("a/empty", 0)
+        .dir("empty-dir")
+        .dir("a/b/c/d");
+    t.hardlink("a/big", "a/big-link")
+        .hardlink("a/big", "a/b/big-link-elsewhere");
+    t.file("a/b/lonely", 7)
+        .hardlink("a/b/lonely", "a/b/lonely2")
+        .hardlink("a/b/lonely", "a/b/c/lonely3");
+    t.symlink("one", "a/to-file")
+        .symlink("../empty-dir", "a/to-dir")
+        .symlink("nowhere", "a/dangling");
+    t.symlink("loop2", "a/loop1")
+        .symlink("loop1", "a/loop2")
+        .symlink("self", "a/self");
+    t.symlink("/", "a/to-root");
+    t.sparse("a/sparse", 50_000_000);
+    t.fifo("a/fifo");
+    t.file(std::ffi::OsStr::new("a/\u{e9}t\u{e9}"), 3);
+    t.file(
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"a/bad-\xff\xfe"),
+        5,
+    );
+    t.file("a/new\nline", 2);
+    t.file("x".repeat(255), 11);
+    assert_all_engines_match(t.root(), As::default());
+}
+
+#[test]
+fn hundred_thousand_entries_in_one_directory() {
+    let t = TestTree::new();
+    t.many("wide", 100_000).file("wide/data", 1234);
+    assert_all_engines_match(t.root(), As::default());
+}
+
+#[test]
+fn depth_five_thousand_within_a_small_descriptor_limit() {
+    let t = TestTree::new();
+    t.deep("deep", 5000);
+    // 64 descriptors: far fewer than the depth, so open directories must stay bounded.
+    assert_all_engines_match(
+        t.root(),
+        As {
+            nobody: false,
+            nofile: Some(64),
+        },
+    );
+}
+
+#[test]
+fn deep_and_wide_with_branches_within_the_limit() {
+    let t = TestTree::new();
+    for i in 0..40 {
+        t.deep(format!("b{i}"), 60);
+    }
+    assert_all_engines_match(
+        t.root(),
+        As {
+            nobody: false,
+            nofile: Some(48),
+        },
+    );
+}
+
+#[test]
+fn unreadable_directory_is_reported_and_walk_goes_on() {
+    let t = TestTree::new();
+    t.file("ok/a", 10)
+        .file("locked/secret", 1000)
+        .file("zz/b", 20)
+        .mode("locked", 0o000);
+    let how = As {
+        nobody: true,
+        nofile: None,
+    };
+    // du itself: exit 1, the locked directory's own size counted, its contents not.
+    assert_all_engines_match(t.root(), how);
+    for engine in ENGINES {
+        let got = traverse(engine, t.root(), how);
+        assert!(
+            got.stderr.contains("cannot read directory"),
+            "{engine}: {}",
+            got.stderr
+        );
+        assert!(got.stderr.contains("locked"), "{engine}: {}", got.stderr);
+        assert_eq!(got.status, Some(1), "{engine}");
+    }
+}
+
+#[test]
+fn a_missing_path_is_an_error_with_status_1() {
+    let t = TestTree::new();
+    for engine in ENGINES {
+        let got = traverse(engine, &t.path("does-not-exist"), As::default());
+        assert_eq!(got.status, Some(1), "{engine}");
+        assert!(
+            got.stderr.contains("does-not-exist"),
+            "{engine}: {}",
+            got.stderr
+        );
+    }
+}
+
+#[test]
+fn a_symlink_or_file_given_as_the_path_is_not_followed() {
+    let t = TestTree::new();
+    t.file("d/f", 1000).symlink("d", "link").file("plain", 42);
+    assert_all_engines_match(&t.path("link"), As::default());
+    assert_all_engines_match(&t.path("plain"), As::default());
+    assert_all_engines_match(&t.path("d"), As::default());
+}
+
+#[test]
+fn several_paths_give_one_line_each() {
+    let t = TestTree::new();
+    t.file("a/f", 10).file("b/g", 20);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_traverse"))
+        .arg(t.path("a"))
+        .arg(t.path("b"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<_> = text
+        .lines()
+        .map(|l| testenv::parse_line(l).unwrap())
+        .collect();
+    let a = testenv::reference(&t.path("a"), As::default());
+    let b = testenv::reference(&t.path("b"), As::default());
+    assert_eq!(lines, vec![(a.files, a.bytes), (b.files, b.bytes)]);
+    let json = std::process::Command::new(env!("CARGO_BIN_EXE_traverse"))
+        .arg("--json")
+        .arg(t.path("a"))
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&json.stdout);
+    assert!(
+        json.contains(&format!("\"files\":{},\"bytes\":{}", a.files, a.bytes)),
+        "{json}"
+    );
+}

@@ -1,0 +1,258 @@
+//! A test environment that builds real directory trees and runs the real references
+//! (`du -bs`, `find -type f`) next to `traverse` on them.
+
+#![allow(dead_code)]
+
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The engines every check runs.
+pub const ENGINES: [&str; 3] = ["sync", "tokio", "uring"];
+
+/// A temporary tree, world-readable so an unprivileged user can walk it too.
+pub struct TestTree {
+    dir: tempfile::TempDir,
+}
+
+impl TestTree {
+    /// An empty tree.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("traverse-test-")
+            .tempdir()
+            .expect("tempdir");
+        chmod(dir.path(), 0o755);
+        TestTree { dir }
+    }
+
+    /// The tree's root.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path inside the tree.
+    pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.root().join(rel)
+    }
+
+    /// Creates directories.
+    pub fn dir(&self, rel: impl AsRef<Path>) -> &Self {
+        std::fs::create_dir_all(self.path(rel)).expect("mkdir");
+        self
+    }
+
+    /// Creates a file of `len` bytes.
+    pub fn file(&self, rel: impl AsRef<Path>, len: usize) -> &Self {
+        let p = self.path(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&p, vec![b'x'; len]).expect("write");
+        self
+    }
+
+    /// A file with a hole: apparent size `len`, almost no blocks.
+    pub fn sparse(&self, rel: impl AsRef<Path>, len: u64) -> &Self {
+        let f = std::fs::File::create(self.path(rel)).expect("create");
+        f.set_len(len).expect("truncate");
+        self
+    }
+
+    /// A symlink at `rel` pointing to `target` (which need not exist).
+    pub fn symlink(&self, target: impl AsRef<Path>, rel: impl AsRef<Path>) -> &Self {
+        std::os::unix::fs::symlink(target, self.path(rel)).expect("symlink");
+        self
+    }
+
+    /// A hard link.
+    pub fn hardlink(&self, existing: impl AsRef<Path>, rel: impl AsRef<Path>) -> &Self {
+        std::fs::hard_link(self.path(existing), self.path(rel)).expect("link");
+        self
+    }
+
+    /// A named pipe.
+    pub fn fifo(&self, rel: impl AsRef<Path>) -> &Self {
+        let c = CString::new(self.path(rel).as_os_str().as_bytes()).expect("path");
+        // SAFETY: valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+        self
+    }
+
+    /// `n` empty files in `rel`.
+    pub fn many(&self, rel: impl AsRef<Path>, n: usize) -> &Self {
+        let d = self.path(rel);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        for i in 0..n {
+            std::fs::File::create(d.join(format!("f{i:06}"))).expect("create");
+        }
+        self
+    }
+
+    /// A chain of `depth` nested directories named `d` under `rel`, each holding a
+    /// 3-byte file. Built with *at() calls: the full path is far beyond PATH_MAX.
+    pub fn deep(&self, rel: impl AsRef<Path>, depth: usize) -> &Self {
+        let top_path = self.path(rel);
+        std::fs::create_dir_all(&top_path).expect("mkdir");
+        let top = CString::new(top_path.as_os_str().as_bytes()).expect("path");
+        // SAFETY: plain *at() syscalls on descriptors this function owns and closes.
+        unsafe {
+            let mut fd = libc::open(top.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+            assert!(fd >= 0);
+            for _ in 0..depth {
+                assert_eq!(libc::mkdirat(fd, c"d".as_ptr(), 0o755), 0, "mkdirat");
+                let f = libc::openat(fd, c"file".as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644);
+                assert!(f >= 0);
+                assert_eq!(libc::write(f, b"abc".as_ptr().cast(), 3), 3);
+                libc::close(f);
+                let next = libc::openat(fd, c"d".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+                assert!(next >= 0);
+                libc::close(fd);
+                fd = next;
+            }
+            libc::close(fd);
+        }
+        self
+    }
+
+    /// Sets permission bits.
+    pub fn mode(&self, rel: impl AsRef<Path>, mode: u32) -> &Self {
+        chmod(&self.path(rel), mode);
+        self
+    }
+}
+
+impl Drop for TestTree {
+    fn drop(&mut self) {
+        // Make everything removable again (unreadable directories), and remove deep
+        // chains with a shell: remove_dir_all handles depth, but not mode 000.
+        let _ = Command::new("chmod")
+            .arg("-R")
+            .arg("u+rwx")
+            .arg(self.root())
+            .output();
+    }
+}
+
+fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// How to run a command: as root or as an unprivileged user, with an fd limit.
+#[derive(Clone, Copy, Default)]
+pub struct As {
+    /// Run as uid/gid 65534 (nobody) so permissions apply to the walk.
+    pub nobody: bool,
+    /// RLIMIT_NOFILE for the command.
+    pub nofile: Option<u64>,
+}
+
+fn command(program: impl AsRef<OsStr>, how: As) -> Command {
+    let mut cmd = Command::new(program);
+    if how.nobody {
+        cmd.uid(65534).gid(65534);
+    }
+    if let Some(n) = how.nofile {
+        // SAFETY: setrlimit is async-signal-safe and touches no parent memory.
+        unsafe {
+            cmd.pre_exec(move || {
+                let rl = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
+/// What a tool reported for a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Count {
+    /// Regular files.
+    pub files: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Exit status.
+    pub status: Option<i32>,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// `du -bs PATH` and `find PATH -type f | wc -l` (counted robustly against newlines in
+/// names with -printf).
+pub fn reference(path: &Path, how: As) -> Count {
+    let du = command("du", how)
+        .arg("-bs")
+        .arg(path)
+        .output()
+        .expect("du runs");
+    let bytes = String::from_utf8_lossy(&du.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(u64::MAX);
+    let find = command("find", how)
+        .arg(path)
+        .args(["-type", "f", "-printf", "."])
+        .output()
+        .expect("find runs");
+    Count {
+        files: find.stdout.len() as u64,
+        bytes,
+        status: du.status.code(),
+        stderr: String::from_utf8_lossy(&du.stderr).into_owned(),
+    }
+}
+
+/// `traverse --engine ENGINE PATH`.
+pub fn traverse(engine: &str, path: &Path, how: As) -> Count {
+    let out: Output = command(env!("CARGO_BIN_EXE_traverse"), how)
+        .args(["--engine", engine])
+        .arg(path)
+        .output()
+        .expect("traverse runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (files, bytes) = parse_line(text.trim()).unwrap_or((u64::MAX, u64::MAX));
+    Count {
+        files,
+        bytes,
+        status: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Parses `N files, M bytes`.
+pub fn parse_line(line: &str) -> Option<(u64, u64)> {
+    let (f, rest) = line.split_once(" files, ")?;
+    let b = rest.strip_suffix(" bytes")?;
+    Some((f.parse().ok()?, b.parse().ok()?))
+}
+
+/// Checks every engine against du and find on `path`.
+pub fn assert_all_engines_match(path: &Path, how: As) {
+    let want = reference(path, how);
+    assert_ne!(want.bytes, u64::MAX, "du failed: {}", want.stderr);
+    for engine in ENGINES {
+        let got = traverse(engine, path, how);
+        assert_eq!(
+            (got.files, got.bytes),
+            (want.files, want.bytes),
+            "engine {engine} on {}: traverse stderr: {}",
+            path.display(),
+            got.stderr
+        );
+        assert_eq!(
+            got.status, want.status,
+            "engine {engine}: exit status vs du; stderr: {}",
+            got.stderr
+        );
+    }
+}

@@ -35,6 +35,8 @@ pub enum Cmd {
     Test(TestArgs),
     /// Print what this host offers (KVM, vhost-vsock, the vsock daemon).
     Caps,
+    /// Benchmark traverse against du -bs and peers, warm and cold, host and microvm.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Where the kernel comes from.
@@ -370,6 +372,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         }
         Cmd::Run(r) => cmd_run(&r, "host-runner"),
         Cmd::Test(t) => crate::testsuite::cmd_test(&t),
+        Cmd::Bench(b) => crate::bench::cmd_bench(&b),
         Cmd::Caps => {
             let caps = HostCaps::probe();
             println!("{caps:#?}");

@@ -12,6 +12,20 @@ use std::process::Command;
 pub const GUEST_BINARIES: &[(&str, &str, &str)] = &[
     ("microvm-init", "init", "sbin/init"),
     ("guest-tests", "guest-tests", "bin/guest-tests"),
+    ("traverse", "traverse", "bin/traverse"),
+    ("traverse", "traverse-iouring", "bin/traverse-iouring"),
+    ("traverse", "traverse-tokio", "bin/traverse-tokio"),
+];
+
+/// GNU du, the reference the benchmarks and tests compare with (busybox's du differs in
+/// speed), with the two shared objects it needs; copied from the host's coreutils.
+pub const GNU_DU: &[(&str, &str)] = &[
+    ("/usr/bin/du", "usr/bin/du"),
+    (
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "lib/x86_64-linux-gnu/libc.so.6",
+    ),
+    ("/lib64/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2"),
 ];
 
 /// Busybox provides the shell and coreutils (du, find, ...) in the guest.
@@ -50,7 +64,9 @@ pub fn build_guest_binaries() -> Result<PathBuf> {
             "x86_64-unknown-linux-gnu",
         ])
         .env("RUSTFLAGS", rustflags.trim());
-    for (package, _, _) in GUEST_BINARIES {
+    let mut packages: Vec<&str> = GUEST_BINARIES.iter().map(|(p, _, _)| *p).collect();
+    packages.dedup();
+    for package in packages {
         cmd.args(["-p", package]);
     }
     let status = cmd.status().context("running cargo build for the guest")?;
@@ -70,6 +86,11 @@ pub fn root_image_inputs(bin_dir: &Path) -> Vec<(PathBuf, String)> {
         .map(|(_, bin, dest)| (bin_dir.join(bin), dest.to_string()))
         .collect();
     files.push((PathBuf::from(BUSYBOX), "bin/busybox".into()));
+    files.extend(
+        GNU_DU
+            .iter()
+            .map(|(src, dest)| (PathBuf::from(src), dest.to_string())),
+    );
     files
 }
 
@@ -108,7 +129,11 @@ pub fn stage_root(root: &Path, inputs: &[(PathBuf, String)]) -> Result<()> {
         std::fs::create_dir_all(root.join(d))?;
     }
     for (src, dest) in inputs {
-        std::fs::copy(src, root.join(dest))
+        let to = root.join(dest);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(src, &to)
             .with_context(|| format!("copying {} into the image", src.display()))?;
     }
     link_busybox_applets(root)?;

@@ -4,6 +4,7 @@
 //! The binaries (`host-runner`, `run-in-vm`) are thin: [`cli`] parses arguments into
 //! values, everything else takes those values.
 
+pub mod bench;
 pub mod cache;
 pub mod caps;
 pub mod cli;

@@ -1,0 +1,226 @@
+//! traverse's three engines against du -bs and find, inside the VM on the patched
+//! kernel (where the uring engine reads directories with IORING_OP_GETDENTS).
+
+use crate::Test;
+use anyhow::{ensure, Context, Result};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+/// The traverse tests.
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test {
+            name: "traverse_mixed_tree_ext2_and_tmpfs",
+            needs: "",
+            run: mixed,
+        },
+        Test {
+            name: "traverse_100k_entries",
+            needs: "mem=1024 timeout=900",
+            run: wide,
+        },
+        Test {
+            name: "traverse_depth_5000",
+            needs: "timeout=900",
+            run: deep,
+        },
+        Test {
+            name: "traverse_unreadable_directory",
+            needs: "",
+            run: unreadable,
+        },
+        Test {
+            name: "traverse_concurrent_engines_on_2_cpus",
+            needs: "cpus=2",
+            run: two_cpus,
+        },
+    ]
+}
+
+const ENGINES: [&str; 3] = ["sync", "tokio", "uring"];
+
+fn as_user(cmd: &mut Command, nobody: bool) -> &mut Command {
+    if nobody {
+        cmd.uid(65534).gid(65534);
+    }
+    cmd
+}
+
+/// (files, bytes, exit status) from du -bs and find.
+fn reference(path: &Path, nobody: bool) -> Result<(u64, u64, Option<i32>)> {
+    let du = as_user(Command::new("/usr/bin/du").arg("-bs").arg(path), nobody)
+        .output()
+        .context("du")?;
+    let bytes = String::from_utf8_lossy(&du.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|b| b.parse().ok())
+        .context("du output")?;
+    let find = as_user(Command::new("find").arg(path).args(["-type", "f"]), nobody)
+        .output()
+        .context("find")?;
+    let files = find.stdout.iter().filter(|&&b| b == b'\n').count() as u64;
+    Ok((files, bytes, du.status.code()))
+}
+
+fn traverse(engine: &str, path: &Path, nobody: bool) -> Result<(u64, u64, Option<i32>, String)> {
+    let out = as_user(
+        Command::new("/bin/traverse")
+            .args(["--engine", engine])
+            .arg(path),
+        nobody,
+    )
+    .output()
+    .context("traverse")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (f, rest) = text
+        .trim()
+        .split_once(" files, ")
+        .context("traverse output")?;
+    let b = rest.strip_suffix(" bytes").context("traverse output")?;
+    Ok((
+        f.parse()?,
+        b.parse()?,
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+fn check_all(path: &Path, nobody: bool) -> Result<()> {
+    let (files, bytes, status) = reference(path, nobody)?;
+    for engine in ENGINES {
+        let (f, b, s, err) = traverse(engine, path, nobody)?;
+        ensure!(
+            (f, b, s) == (files, bytes, status),
+            "{engine} on {}: traverse {f} files {b} bytes status {s:?}, du/find {files} files {bytes} bytes status {status:?}; stderr: {err}",
+            path.display()
+        );
+    }
+    // The image's uring engine must really use the op here.
+    ensure!(
+        uring_getdents::detect().is_available(),
+        "IORING_OP_GETDENTS not detected"
+    );
+    Ok(())
+}
+
+fn build_mixed(root: &Path) -> Result<()> {
+    std::fs::create_dir_all(root.join("a/b/c"))?;
+    std::fs::create_dir_all(root.join("empty"))?;
+    std::fs::write(root.join("a/one"), b"1")?;
+    std::fs::write(root.join("a/big"), vec![0u8; 100_000])?;
+    std::fs::write(root.join("a/empty-file"), b"")?;
+    std::fs::hard_link(root.join("a/big"), root.join("a/b/big-link"))?;
+    std::fs::hard_link(root.join("a/big"), root.join("a/b/c/big-link2"))?;
+    std::os::unix::fs::symlink("one", root.join("a/to-file"))?;
+    std::os::unix::fs::symlink("../empty", root.join("a/to-dir"))?;
+    std::os::unix::fs::symlink("nowhere", root.join("a/dangling"))?;
+    std::os::unix::fs::symlink("loop2", root.join("a/loop1"))?;
+    std::os::unix::fs::symlink("loop1", root.join("a/loop2"))?;
+    std::fs::File::create(root.join("a/sparse"))?.set_len(30_000_000)?;
+    nix::unistd::mkfifo(
+        &root.join("a/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )?;
+    std::fs::write(root.join(std::ffi::OsStr::new("a/caf\u{e9}")), b"xyz")?;
+    std::fs::write(
+        root.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"a/\xff\xfe")),
+        b"ab",
+    )?;
+    std::fs::write(root.join("x".repeat(255)), b"long")?;
+    Ok(())
+}
+
+fn mixed() -> Result<()> {
+    for base in ["/root/tv-mixed", "/tmp/tv-mixed"] {
+        let root = Path::new(base);
+        build_mixed(root)?;
+        check_all(root, false)?;
+    }
+    Ok(())
+}
+
+fn wide() -> Result<()> {
+    let dir = Path::new("/root/tv-wide");
+    std::fs::create_dir_all(dir)?;
+    for i in 0..100_000 {
+        std::fs::File::create(dir.join(format!("f{i:06}")))?;
+    }
+    check_all(dir, false)
+}
+
+fn deep() -> Result<()> {
+    let top = Path::new("/root/tv-deep");
+    std::fs::create_dir_all(top)?;
+    // Built relative to descriptors: the full path is beyond PATH_MAX.
+    let mut fd = nix::fcntl::open(
+        top,
+        nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    for _ in 0..5000 {
+        nix::sys::stat::mkdirat(
+            Some(fd),
+            "d",
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        )?;
+        let f = nix::fcntl::openat(
+            Some(fd),
+            "f",
+            nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_WRONLY,
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )?;
+        nix::unistd::write(unsafe_borrow(f), b"abc")?;
+        nix::unistd::close(f)?;
+        let next = nix::fcntl::openat(
+            Some(fd),
+            "d",
+            nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        nix::unistd::close(fd)?;
+        fd = next;
+    }
+    nix::unistd::close(fd)?;
+    check_all(top, false)
+}
+
+fn unsafe_borrow(fd: std::os::fd::RawFd) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: the caller closes `fd` only after the borrow's single use.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+fn unreadable() -> Result<()> {
+    let root = Path::new("/tmp/tv-locked");
+    std::fs::create_dir_all(root.join("ok"))?;
+    std::fs::create_dir_all(root.join("locked"))?;
+    std::fs::write(root.join("ok/a"), b"0123456789")?;
+    std::fs::write(root.join("locked/secret"), vec![1u8; 1000])?;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(root.join("ok"), std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(root.join("locked"), std::fs::Permissions::from_mode(0o000))?;
+    check_all(root, true)?;
+    let (_, _, status, err) = traverse("uring", root, true)?;
+    ensure!(
+        status == Some(1) && err.contains("cannot read directory"),
+        "status {status:?}, stderr {err}"
+    );
+    Ok(())
+}
+
+fn two_cpus() -> Result<()> {
+    let root = Path::new("/root/tv-cpus");
+    for i in 0..50 {
+        let d = root.join(format!("d{i}"));
+        std::fs::create_dir_all(&d)?;
+        for j in 0..200 {
+            std::fs::write(d.join(format!("f{j}")), vec![0u8; j])?;
+        }
+    }
+    for _ in 0..5 {
+        check_all(root, false)?;
+    }
+    Ok(())
+}

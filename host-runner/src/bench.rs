@@ -1,0 +1,614 @@
+//! `host-runner bench`: traverse against du -bs and the fastest peers on the Linux 6.12
+//! source tree, warm and cold cache, on the host and in a microvm on the patched kernel.
+//!
+//! Correctness first: every tool's numbers on the tree are printed beside du's before
+//! anything is timed. Timing is hyperfine's (`-N`, warm-ups for warm cache,
+//! `drop_caches` as `--prepare` for cold); the results are a markdown table (mean, sigma,
+//! ratio to du -bs in the same run), the hyperfine JSON files, and a PNG bar chart.
+
+use crate::cli::{self, KernelArgs};
+use crate::launcher::{self, OutputSink, VmRequest};
+use crate::vmplan::DiskAttach;
+use crate::{cache, deps, image};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use vm_wire::{DiskMount, JobSpec};
+
+/// `bench` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Where results go.
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
+    /// Tree to walk (default: Debian's linux-source-6.12 unpacked into the cache).
+    #[arg(long)]
+    pub tree: Option<PathBuf>,
+    /// Timed runs with a warm cache.
+    #[arg(long, default_value_t = 10)]
+    pub warm_runs: u32,
+    /// Timed runs with caches dropped before each.
+    #[arg(long, default_value_t = 5)]
+    pub cold_runs: u32,
+    /// Only the host part.
+    #[arg(long, conflicts_with = "vm_only")]
+    pub host_only: bool,
+    /// Only the microvm part.
+    #[arg(long)]
+    pub vm_only: bool,
+    /// vCPUs of the benchmark VM.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// Kernel selection for the VM part.
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+/// Packages the host benchmark uses.
+const BENCH_PACKAGES: &[deps::Package] = &[
+    deps::Package {
+        name: "hyperfine",
+        provides: "/usr/bin/hyperfine",
+    },
+    deps::Package {
+        name: "bfs",
+        provides: "/usr/bin/bfs",
+    },
+    deps::Package {
+        name: "fd-find",
+        provides: "/usr/bin/fdfind",
+    },
+    deps::Package {
+        name: "gdu",
+        provides: "/usr/bin/gdu",
+    },
+];
+
+/// Peers from crates.io: (crate, version that builds with this toolchain, binary).
+const CARGO_PEERS: &[(&str, &str, &str)] = &[
+    ("diskus", "0.8.0", "diskus"),
+    ("dua-cli", "2.29.4", "dua"),
+    ("parallel-disk-usage", "0.11.0", "pdu"),
+    ("du-dust", "1.1.1", "dust"),
+];
+
+fn peers_root() -> Result<PathBuf> {
+    Ok(cache::cache_dir("tools")?.join("peers"))
+}
+
+/// Installs the crates.io peers into the cache when missing.
+fn ensure_cargo_peers() -> Result<PathBuf> {
+    let root = peers_root()?;
+    let _lock = cache::lock("peers")?;
+    for (krate, version, bin) in CARGO_PEERS {
+        if root.join("bin").join(bin).is_file() {
+            continue;
+        }
+        eprintln!("host-runner: installing {krate} {version} (benchmark peer)");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let ok = Command::new(&cargo)
+            .args([
+                "install",
+                "--quiet",
+                "--locked",
+                krate,
+                "--version",
+                version,
+                "--root",
+            ])
+            .arg(&root)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("host-runner: could not install {krate} {version}; it is left out");
+        }
+    }
+    Ok(root.join("bin"))
+}
+
+/// hyperfine built static for the guest (crates.io, the one the host toolchain supports).
+fn ensure_static_hyperfine() -> Result<PathBuf> {
+    let root = cache::cache_dir("tools")?.join("hyperfine-static");
+    let bin = root.join("bin/hyperfine");
+    if bin.is_file() {
+        return Ok(root.join("bin"));
+    }
+    let _lock = cache::lock("hyperfine-static")?;
+    if !bin.is_file() {
+        eprintln!("host-runner: building a static hyperfine for the guest");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "install",
+                "--quiet",
+                "--locked",
+                "hyperfine",
+                "--version",
+                "1.20.0",
+            ])
+            .args(["--target", "x86_64-unknown-linux-gnu", "--root"])
+            .arg(&root)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .status()
+            .context("cargo install hyperfine")?;
+        if !status.success() {
+            bail!("building a static hyperfine failed ({status})");
+        }
+    }
+    Ok(root.join("bin"))
+}
+
+/// The Linux 6.12 tree, unpacked once from Debian's tarball.
+fn ensure_tree() -> Result<PathBuf> {
+    deps::ensure(&deps::KERNEL_BUILD[..1])?;
+    let dir = cache::cache_dir("bench")?;
+    let tree = dir.join("linux-source-6.12");
+    if tree.join("Makefile").is_file() {
+        return Ok(tree);
+    }
+    let _lock = cache::lock("bench-tree")?;
+    if !tree.join("Makefile").is_file() {
+        let staging = dir.join("staging");
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging)?;
+        let ok = Command::new("tar")
+            .arg("-xf")
+            .arg(crate::kernel::DEBIAN_TARBALL)
+            .arg("-C")
+            .arg(&staging)
+            .status()?
+            .success();
+        if !ok {
+            bail!("unpacking {} failed", crate::kernel::DEBIAN_TARBALL);
+        }
+        cache::publish(&staging.join("linux-source-6.12"), &tree)?;
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    Ok(tree)
+}
+
+/// One timed command: a label and its argv.
+#[derive(Debug, Clone)]
+struct Tool {
+    label: String,
+    argv: Vec<String>,
+}
+
+fn tool(label: &str, argv: &[&str], tree: &Path) -> Tool {
+    let t = tree.to_string_lossy();
+    Tool {
+        label: label.to_string(),
+        argv: argv
+            .iter()
+            .map(|a| {
+                if *a == "TREE" {
+                    t.to_string()
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect(),
+    }
+}
+
+fn host_tools(tree: &Path, traverse: &Path, peers: &Path) -> Vec<Tool> {
+    let tv = traverse.to_string_lossy().into_owned();
+    let p = |b: &str| peers.join(b).to_string_lossy().into_owned();
+    let mut tools = vec![
+        tool("du -bs", &["du", "-bs", "TREE"], tree),
+        tool("traverse sync", &[&tv, "--engine", "sync", "TREE"], tree),
+        tool("traverse tokio", &[&tv, "--engine", "tokio", "TREE"], tree),
+        tool("traverse uring", &[&tv, "--engine", "uring", "TREE"], tree),
+        tool("bfs (walk only)", &["bfs", "TREE", "-type", "f"], tree),
+        tool(
+            "fd (walk only)",
+            &["fdfind", "-u", "-t", "f", ".", "TREE"],
+            tree,
+        ),
+        tool("gdu -a", &["gdu", "-n", "-p", "-a", "TREE"], tree),
+    ];
+    for (label, bin, args) in [
+        ("diskus -b", "diskus", vec!["-b", "TREE"]),
+        ("dua -A", "dua", vec!["-A", "-f", "bytes", "TREE"]),
+        (
+            "pdu apparent-size",
+            "pdu",
+            vec![
+                "--quantity",
+                "apparent-size",
+                "--max-depth",
+                "1",
+                "--bytes-format",
+                "plain",
+                "TREE",
+            ],
+        ),
+        (
+            "dust -s -o b",
+            "dust",
+            vec!["-s", "-o", "b", "-d", "0", "TREE"],
+        ),
+    ] {
+        if peers.join(bin).is_file() {
+            let mut argv = vec![p(bin)];
+            argv.extend(args.iter().map(|a| {
+                if *a == "TREE" {
+                    tree.to_string_lossy().into_owned()
+                } else {
+                    a.to_string()
+                }
+            }));
+            tools.push(Tool {
+                label: label.into(),
+                argv,
+            });
+        }
+    }
+    tools
+}
+
+/// The integers in a tool's output (digit groups with thousands separators joined).
+fn numbers(text: &str) -> Vec<u64> {
+    let cleaned: String = text.chars().filter(|c| *c != ',').collect();
+    cleaned
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// Runs every tool once and prints its numbers beside du's and find's.
+fn correctness_table(tools: &[Tool], tree: &Path) -> Result<String> {
+    let find = Command::new("find")
+        .arg(tree)
+        .args(["-type", "f", "-printf", "."])
+        .output()?;
+    let want_files = find.stdout.len() as u64;
+    let mut want_bytes = 0;
+    let mut table = String::from(
+        "| tool | output (first line) | files = find? | bytes = du -bs? |\n|---|---|---|---|\n",
+    );
+    for t in tools {
+        let out = Command::new(&t.argv[0])
+            .args(&t.argv[1..])
+            .output()
+            .with_context(|| format!("running {}", t.label))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let nums = numbers(&text);
+        if t.label == "du -bs" {
+            want_bytes = nums.first().copied().unwrap_or(0);
+        }
+        let lines = text.lines().count() as u64;
+        let files = if nums.contains(&want_files) || lines == want_files {
+            "yes"
+        } else {
+            "-"
+        };
+        let bytes = if want_bytes > 0 && nums.contains(&want_bytes) {
+            "yes"
+        } else {
+            "no"
+        };
+        let first = text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        let first: String = first.chars().take(70).collect();
+        table.push_str(&format!(
+            "| {} | `{}` | {files} | {bytes} |\n",
+            t.label,
+            first.replace('|', "\\|")
+        ));
+    }
+    table.push_str(&format!(
+        "\nfind -type f: {want_files} files; du -bs: {want_bytes} bytes\n"
+    ));
+    Ok(table)
+}
+
+fn hyperfine(tools: &[Tool], json: &Path, cold: bool, runs: u32) -> Result<()> {
+    let mut cmd = Command::new("hyperfine");
+    cmd.args([
+        "-N",
+        "--style",
+        "basic",
+        "--runs",
+        &runs.to_string(),
+        "--export-json",
+    ])
+    .arg(json);
+    if cold {
+        cmd.args([
+            "--prepare",
+            "sh -c 'sync; echo 3 > /proc/sys/vm/drop_caches'",
+        ]);
+    } else {
+        cmd.args(["--warmup", "3"]);
+    }
+    for t in tools {
+        cmd.args(["-n", &t.label]).arg(shell_join(&t.argv));
+    }
+    let status = cmd.status().context("running hyperfine")?;
+    if !status.success() {
+        bail!("hyperfine failed ({status})");
+    }
+    Ok(())
+}
+
+fn shell_join(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/-_.=".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// (label, mean s, stddev s) from a hyperfine JSON export.
+fn read_results(json: &Path) -> Result<Vec<(String, f64, f64)>> {
+    let text =
+        std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
+    // A small reader for hyperfine's flat result objects: "command", "mean", "stddev".
+    let mut out = Vec::new();
+    for chunk in text.split("\"command\":").skip(1) {
+        let label = chunk
+            .trim_start()
+            .trim_start_matches('"')
+            .split('"')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let field = |name: &str| -> f64 {
+            chunk
+                .split(&format!("\"{name}\":"))
+                .nth(1)
+                .and_then(|r| r.trim_start().split([',', '\n', '}']).next())
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(f64::NAN)
+        };
+        out.push((label, field("mean"), field("stddev")));
+    }
+    Ok(out)
+}
+
+fn markdown(title: &str, rows: &[(String, f64, f64)]) -> String {
+    let du = rows
+        .iter()
+        .find(|r| r.0 == "du -bs")
+        .map_or(f64::NAN, |r| r.1);
+    let mut s = format!("### {title}\n\n| command | mean ms | σ ms | time / du -bs | speed-up vs du |\n|---|--:|--:|--:|--:|\n");
+    for (label, mean, sd) in rows {
+        s.push_str(&format!(
+            "| {label} | {:.1} | {:.1} | {:.2} | {:.2}x |\n",
+            mean * 1e3,
+            sd * 1e3,
+            mean / du,
+            du / mean
+        ));
+    }
+    s
+}
+
+/// Captures a VM job's stdout; stderr goes to the terminal.
+#[derive(Default)]
+struct Capture {
+    out: Vec<u8>,
+}
+
+impl OutputSink for Capture {
+    fn stdout(&mut self, data: &[u8]) {
+        self.out.extend_from_slice(data);
+    }
+    fn stderr(&mut self, data: &[u8]) {
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(data);
+    }
+    fn note(&mut self, text: &str) {
+        eprintln!("host-runner: {text}");
+    }
+}
+
+const GUEST_SCRIPT: &str = r#"
+set -e
+T=/data
+cold="sh -c 'sync; echo 3 > /proc/sys/vm/drop_caches'"
+echo "@@correctness"
+for c in "du -bs $T" "traverse --engine sync $T" "traverse-tokio $T" "traverse-iouring $T"; do
+  printf '%s\t%s\n' "$c" "$($c 2>&1 | head -n 1)"
+done
+echo "find -type f	$(find $T -type f | wc -l) files"
+H="/tools/hyperfine -N --style none"
+$H --runs $COLD --prepare "$cold" --export-json /tmp/cold.json \
+  -n 'traverse-tokio' "traverse-tokio $T" -n 'traverse-iouring' "traverse-iouring $T" \
+  -n 'traverse sync' "traverse --engine sync $T" -n 'du -bs' "du -bs $T" >/dev/null
+$H --runs $WARM --warmup 3 --export-json /tmp/warm.json \
+  -n 'traverse-tokio' "traverse-tokio $T" -n 'traverse-iouring' "traverse-iouring $T" \
+  -n 'traverse sync' "traverse --engine sync $T" -n 'du -bs' "du -bs $T" >/dev/null
+echo "@@cold"; cat /tmp/cold.json
+echo "@@warm"; cat /tmp/warm.json
+echo "@@end"
+"#;
+
+fn section<'a>(text: &'a str, name: &str) -> &'a str {
+    let start = format!("@@{name}\n");
+    text.split(&start)
+        .nth(1)
+        .and_then(|r| r.split("\n@@").next())
+        .unwrap_or("")
+}
+
+fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
+    let art = cli::prepare(&args.kernel)?;
+    let caps = crate::caps::HostCaps::probe();
+    let tools_dir = ensure_static_hyperfine()?;
+    let data = image::ensure_dir_image(tree)?;
+    let tools = image::ensure_dir_image(&tools_dir)?;
+    let mut env = cli::base_env();
+    env.push((b"COLD".to_vec(), args.cold_runs.to_string().into_bytes()));
+    env.push((b"WARM".to_vec(), args.warm_runs.to_string().into_bytes()));
+    let spec = JobSpec {
+        argv: vec![
+            b"/bin/sh".to_vec(),
+            b"-c".to_vec(),
+            GUEST_SCRIPT.as_bytes().to_vec(),
+        ],
+        env,
+        cwd: b"/".to_vec(),
+        disks: vec![
+            DiskMount {
+                serial: "data".into(),
+                target: b"/data".to_vec(),
+                read_only: true,
+            },
+            DiskMount {
+                serial: "tools".into(),
+                target: b"/tools".to_vec(),
+                read_only: true,
+            },
+        ],
+    };
+    let req = VmRequest {
+        spec,
+        timeout: Duration::from_secs(3 * 3600),
+        accel: caps.accel(crate::caps::AccelChoice::Auto),
+        mem_mib: 2048,
+        cpus: args.cpus,
+        kernel: art.kernel.clone(),
+        root_image: art.root_image.clone(),
+        disks: vec![
+            // cache=none: "cold" in the guest must not be served by the host's page cache.
+            DiskAttach {
+                image: data,
+                serial: "data".into(),
+                read_only: true,
+                bypass_host_cache: true,
+            },
+            DiskAttach {
+                image: tools,
+                serial: "tools".into(),
+                read_only: true,
+                bypass_host_cache: false,
+            },
+        ],
+        channel: launcher::ChannelChoice::Auto,
+        verbose_kernel: false,
+    };
+    let mut cap = Capture::default();
+    let report = launcher::run_vm(&req, &caps, &mut cap, None)?;
+    if report.outcome != launcher::Outcome::Finished(vm_wire::JobEnd::Exited(0)) {
+        bail!(
+            "benchmark VM: {} (console log {})",
+            report.outcome.describe(),
+            report.console_log.display()
+        );
+    }
+    let text = String::from_utf8_lossy(&cap.out).into_owned();
+    std::fs::write(out.join("vm-cold.json"), section(&text, "cold"))?;
+    std::fs::write(out.join("vm-warm.json"), section(&text, "warm"))?;
+    let mut md = format!(
+        "## In the microvm (patched kernel, TCG, {} vCPUs, tree on its own ext2 virtio-blk disk, cache=none)\n\nCorrectness:\n\n```\n{}\n```\n\n",
+        args.cpus,
+        section(&text, "correctness").trim()
+    );
+    md.push_str(&markdown(
+        &format!(
+            "Cold cache ({} runs, drop_caches before each)",
+            args.cold_runs
+        ),
+        &read_results(&out.join("vm-cold.json"))?,
+    ));
+    md.push('\n');
+    md.push_str(&markdown(
+        &format!("Warm cache ({} runs after 3 warm-ups)", args.warm_runs),
+        &read_results(&out.join("vm-warm.json"))?,
+    ));
+    Ok(md)
+}
+
+fn run_host_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
+    deps::ensure(BENCH_PACKAGES)?;
+    let peers = ensure_cargo_peers()?;
+    let traverse = build_host_traverse()?;
+    let tools = host_tools(tree, &traverse, &peers);
+    let mut md = String::from("## On the host (stock kernel: getdents64 outside the ring)\n\nCorrectness (each tool once):\n\n");
+    md.push_str(&correctness_table(&tools, tree)?);
+    md.push('\n');
+    hyperfine(&tools, &out.join("host-warm.json"), false, args.warm_runs)?;
+    hyperfine(&tools, &out.join("host-cold.json"), true, args.cold_runs)?;
+    md.push_str(&markdown(
+        &format!("Warm cache ({} runs after 3 warm-ups)", args.warm_runs),
+        &read_results(&out.join("host-warm.json"))?,
+    ));
+    md.push('\n');
+    md.push_str(&markdown(
+        &format!(
+            "Cold cache ({} runs, drop_caches before each)",
+            args.cold_runs
+        ),
+        &read_results(&out.join("host-cold.json"))?,
+    ));
+    Ok(md)
+}
+
+fn build_host_traverse() -> Result<PathBuf> {
+    let ws = image::workspace_dir();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&ws)
+        .args(["build", "--release", "--quiet", "-p", "traverse"])
+        .status()?;
+    if !status.success() {
+        bail!("building traverse failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ws.join("target"));
+    Ok(target.join("release/traverse"))
+}
+
+fn chart(out: &Path) -> Result<()> {
+    let script = image::workspace_dir().join("bench/chart.py");
+    let ok = Command::new("python3")
+        .arg(&script)
+        .arg(out)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("host-runner: no chart (python3 with matplotlib needed: pip install matplotlib)");
+    }
+    Ok(())
+}
+
+/// Runs the benchmark; returns the exit status.
+pub fn cmd_bench(args: &BenchArgs) -> Result<i32> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(crate::UsageError("bench drops the page cache: run it as root".into()).into());
+    }
+    std::fs::create_dir_all(&args.out)?;
+    let tree = match &args.tree {
+        Some(t) => t.clone(),
+        None => ensure_tree()?,
+    };
+    let mut md = format!("# traverse benchmark\n\nTree: {}\n\n", tree.display());
+    if !args.vm_only {
+        md.push_str(&run_host_part(args, &tree, &args.out)?);
+        md.push('\n');
+    }
+    if !args.host_only {
+        md.push_str(&run_vm_part(args, &tree, &args.out)?);
+    }
+    let report = args.out.join("results.md");
+    std::fs::write(&report, &md)?;
+    chart(&args.out)?;
+    println!("{md}");
+    eprintln!("host-runner: results in {}", args.out.display());
+    Ok(0)
+}

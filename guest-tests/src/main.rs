@@ -5,8 +5,10 @@
 //! passed. `guest-tests emit ...` is a helper for the host's own integration tests.
 
 mod bench;
+mod dir;
 mod emit;
 mod getdents;
+mod traverse;
 mod vm;
 
 use anyhow::{bail, Result};
@@ -26,6 +28,8 @@ fn all_tests() -> Vec<Test> {
     let mut tests = Vec::new();
     tests.extend(vm::tests());
     tests.extend(getdents::tests());
+    tests.extend(traverse::tests());
+    tests.extend(dir::tests());
     tests
 }
 

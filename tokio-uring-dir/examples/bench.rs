@@ -1,0 +1,317 @@
+//! Directory listing throughput: this crate (io_uring and fallback) against
+//! std::fs::read_dir and tokio::fs::read_dir.
+//!
+//! ```text
+//! bench DIR [--fallback] [--std] [--tokio] [--repeat N] [--tree]
+//! ```
+//!
+//! Without variant flags all four variants run; with some, the default `Dir` runs plus
+//! the ones named. Each variant lists DIR once untimed (to warm the caches equally), then
+//! N times (default 5) timed. `--tree` walks the whole tree below DIR instead, descending
+//! into directories as their entries' `d_type` says (no stat unless the filesystem
+//! leaves the type unknown; symlinks are not followed).
+//!
+//! Output, one line per variant: `variant entries seconds entries_per_sec`, where
+//! `entries` is the total over the timed runs. The variant `dir` uses
+//! IORING_OP_GETDENTS when the kernel has it (stderr says whether it does).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tokio_uring_dir::DirOptions;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Dir,
+    DirFallback,
+    Std,
+    Tokio,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Dir => "dir",
+            Variant::DirFallback => "dir-fallback",
+            Variant::Std => "std",
+            Variant::Tokio => "tokio",
+        }
+    }
+}
+
+struct Args {
+    dir: PathBuf,
+    variants: Vec<Variant>,
+    repeat: u32,
+    tree: bool,
+}
+
+const USAGE: &str = "usage: bench DIR [--fallback] [--std] [--tokio] [--repeat N] [--tree]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut dir = None;
+    let mut extra = Vec::new();
+    let mut repeat = 5;
+    let mut tree = false;
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--fallback") => extra.push(Variant::DirFallback),
+            Some("--std") => extra.push(Variant::Std),
+            Some("--tokio") => extra.push(Variant::Tokio),
+            Some("--tree") => tree = true,
+            Some("--repeat") => {
+                let n = args.next().ok_or("--repeat needs a number")?;
+                repeat = n
+                    .to_str()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|&n: &u32| n > 0)
+                    .ok_or("--repeat needs a positive number")?;
+            }
+            Some("-h" | "--help") => return Err(USAGE.into()),
+            Some(s) if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
+            _ if dir.is_none() => dir = Some(PathBuf::from(arg)),
+            _ => return Err(USAGE.into()),
+        }
+    }
+    let dir = dir.ok_or(USAGE)?;
+    let variants = if extra.is_empty() {
+        vec![
+            Variant::Dir,
+            Variant::DirFallback,
+            Variant::Std,
+            Variant::Tokio,
+        ]
+    } else {
+        let mut v = vec![Variant::Dir];
+        for e in extra {
+            if !v.contains(&e) {
+                v.push(e);
+            }
+        }
+        v
+    };
+    Ok(Args {
+        dir,
+        variants,
+        repeat,
+        tree,
+    })
+}
+
+/// What one listing or walk found.
+#[derive(Default)]
+struct Count {
+    entries: u64,
+    /// Directories below the root that could not be read (tree mode only).
+    unreadable: u64,
+}
+
+async fn dir_list(path: &Path, opts: &DirOptions) -> io::Result<Count> {
+    let mut dir = opts.open(path).await?;
+    let mut count = Count::default();
+    while let Some(e) = dir.next().await {
+        e?;
+        count.entries += 1;
+    }
+    dir.close().await?;
+    Ok(count)
+}
+
+async fn dir_tree(root: &Path, opts: &DirOptions) -> io::Result<Count> {
+    let mut count = Count::default();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let mut dir = match opts.open(&path).await {
+            Ok(d) => d,
+            Err(e) if path == root => return Err(e),
+            Err(_) => {
+                count.unreadable += 1;
+                continue;
+            }
+        };
+        while let Some(e) = dir.next().await {
+            let Ok(e) = e else {
+                count.unreadable += 1;
+                break;
+            };
+            count.entries += 1;
+            if e.file_type().await.is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+        dir.close().await?;
+    }
+    Ok(count)
+}
+
+fn std_list(path: &Path) -> io::Result<Count> {
+    let mut count = Count::default();
+    for e in std::fs::read_dir(path)? {
+        e?;
+        count.entries += 1;
+    }
+    Ok(count)
+}
+
+fn std_tree(root: &Path) -> io::Result<Count> {
+    let mut count = Count::default();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let rd = match std::fs::read_dir(&path) {
+            Ok(rd) => rd,
+            Err(e) if path == root => return Err(e),
+            Err(_) => {
+                count.unreadable += 1;
+                continue;
+            }
+        };
+        for e in rd {
+            let Ok(e) = e else {
+                count.unreadable += 1;
+                break;
+            };
+            count.entries += 1;
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(count)
+}
+
+async fn tokio_list(path: &Path) -> io::Result<Count> {
+    let mut count = Count::default();
+    let mut rd = tokio::fs::read_dir(path).await?;
+    while rd.next_entry().await?.is_some() {
+        count.entries += 1;
+    }
+    Ok(count)
+}
+
+async fn tokio_tree(root: &Path) -> io::Result<Count> {
+    let mut count = Count::default();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let mut rd = match tokio::fs::read_dir(&path).await {
+            Ok(rd) => rd,
+            Err(e) if path == root => return Err(e),
+            Err(_) => {
+                count.unreadable += 1;
+                continue;
+            }
+        };
+        loop {
+            let e = match rd.next_entry().await {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(_) => {
+                    count.unreadable += 1;
+                    break;
+                }
+            };
+            count.entries += 1;
+            if e.file_type().await.is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// Runs `once` untimed, then `repeat` times timed; returns (entries, seconds, unreadable).
+fn measure(
+    repeat: u32,
+    mut once: impl FnMut() -> io::Result<Count>,
+) -> io::Result<(u64, f64, u64)> {
+    once()?;
+    let mut entries = 0;
+    let mut unreadable = 0;
+    let start = Instant::now();
+    for _ in 0..repeat {
+        let c = once()?;
+        entries += c.entries;
+        unreadable += c.unreadable;
+    }
+    Ok((entries, start.elapsed().as_secs_f64(), unreadable))
+}
+
+fn run(args: &Args, variant: Variant) -> io::Result<(u64, f64, u64)> {
+    let (dir, tree, repeat) = (&args.dir, args.tree, args.repeat);
+    match variant {
+        Variant::Dir | Variant::DirFallback => {
+            let opts = DirOptions::new().force_fallback(variant == Variant::DirFallback);
+            let rt = tokio_uring::Runtime::new(&tokio_uring::builder())?;
+            if variant == Variant::Dir {
+                let uring = rt.block_on(async {
+                    let d = opts.open(dir).await?;
+                    let uring = d.uses_io_uring();
+                    d.close().await?;
+                    Ok::<_, io::Error>(uring)
+                })?;
+                eprintln!(
+                    "dir: {}",
+                    if uring {
+                        "IORING_OP_GETDENTS"
+                    } else {
+                        "getdents64(2) fallback (the kernel lacks the op)"
+                    }
+                );
+            }
+            measure(repeat, || {
+                rt.block_on(async {
+                    if tree {
+                        dir_tree(dir, &opts).await
+                    } else {
+                        dir_list(dir, &opts).await
+                    }
+                })
+            })
+        }
+        Variant::Std => measure(repeat, || if tree { std_tree(dir) } else { std_list(dir) }),
+        Variant::Tokio => {
+            let rt = tokio::runtime::Builder::new_current_thread().build()?;
+            measure(repeat, || {
+                rt.block_on(async {
+                    if tree {
+                        tokio_tree(dir).await
+                    } else {
+                        tokio_list(dir).await
+                    }
+                })
+            })
+        }
+    }
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            std::process::exit(2);
+        }
+    };
+    for &variant in &args.variants {
+        match run(&args, variant) {
+            Ok((entries, seconds, unreadable)) => {
+                let rate = if seconds > 0.0 {
+                    entries as f64 / seconds
+                } else {
+                    0.0
+                };
+                println!("{} {entries} {seconds:.6} {rate:.0}", variant.name());
+                if unreadable > 0 {
+                    eprintln!(
+                        "{}: {unreadable} directories could not be read",
+                        variant.name()
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", variant.name());
+                std::process::exit(1);
+            }
+        }
+    }
+}

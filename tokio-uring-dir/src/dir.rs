@@ -1,0 +1,424 @@
+//! The open directory and its read state machine.
+
+use crate::entry::DirEntry;
+use crate::error::{from_res, op_error};
+use crate::ops::{self, InFlight};
+use futures_core::Stream;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use uring_getdents::{getdents64, DirFd, DirentIter, Getdents};
+
+/// The buffer size [`Dir::open`] uses: 32 KiB, the size glibc's readdir uses.
+pub const DEFAULT_BUFFER_SIZE: usize = 32 * 1024;
+
+/// The smallest buffer accepted; smaller requests are raised to it. The largest record
+/// (a 255-byte name) takes 280 bytes, and getdents fails with EINVAL when not even one
+/// record fits.
+pub const MIN_BUFFER_SIZE: usize = 512;
+
+/// The largest buffer accepted; larger requests are lowered to it. 16 MiB hold some
+/// 500 000 entries, beyond which one read saves nothing measurable.
+pub const MAX_BUFFER_SIZE: usize = 16 << 20;
+
+/// How entries are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// IORING_OP_GETDENTS on the runtime's ring.
+    Uring,
+    /// getdents64(2), inline on the runtime thread.
+    Fallback,
+    /// getdents64(2) at submission time, its result delivered by a NOP completion, so
+    /// the in-flight states run on kernels without the op (tests only).
+    Emulated,
+}
+
+/// Options for opening a [`Dir`].
+///
+/// ```no_run
+/// # async fn f() -> std::io::Result<()> {
+/// use tokio_uring_dir::DirOptions;
+/// let dir = DirOptions::new()
+///     .buffer_size(4096)
+///     .force_fallback(true)
+///     .open("/tmp")
+///     .await?;
+/// assert!(!dir.uses_io_uring());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct DirOptions {
+    buffer_size: usize,
+    force_fallback: bool,
+    emulate: bool,
+}
+
+impl Default for DirOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DirOptions {
+    /// The defaults: a [`DEFAULT_BUFFER_SIZE`] buffer, IORING_OP_GETDENTS when the kernel
+    /// has it.
+    pub fn new() -> Self {
+        Self {
+            buffer_size: DEFAULT_BUFFER_SIZE,
+            force_fallback: false,
+            emulate: false,
+        }
+    }
+
+    /// Size of the reusable entry buffer, clamped to
+    /// [`MIN_BUFFER_SIZE`]`..=`[`MAX_BUFFER_SIZE`]. Bigger buffers mean fewer reads.
+    pub fn buffer_size(mut self, size: usize) -> Self {
+        self.buffer_size = size;
+        self
+    }
+
+    /// Always read with getdents64(2), even when the kernel has IORING_OP_GETDENTS
+    /// (for comparisons and benchmarks).
+    pub fn force_fallback(mut self, force: bool) -> Self {
+        self.force_fallback = force;
+        self
+    }
+
+    /// Testing aid: on the fallback path, read with getdents64(2) at submission time but
+    /// deliver the result through a NOP on the ring, so that the in-flight states
+    /// (cancellation, drop, close while a read is pending) can be exercised on kernels
+    /// without the op. Ignored when the real op is used.
+    #[doc(hidden)]
+    pub fn emulate_in_flight(mut self, emulate: bool) -> Self {
+        self.emulate = emulate;
+        self
+    }
+
+    /// Opens `path` with these options; see [`Dir::open`].
+    pub async fn open(&self, path: impl AsRef<Path>) -> io::Result<Dir> {
+        let path: Arc<Path> = Arc::from(path.as_ref());
+        let mode = if !self.force_fallback && uring_getdents::detect().is_available() {
+            Mode::Uring
+        } else if self.emulate {
+            Mode::Emulated
+        } else {
+            Mode::Fallback
+        };
+        let buf = alloc_buffer(self.buffer_size.clamp(MIN_BUFFER_SIZE, MAX_BUFFER_SIZE))
+            .map_err(|e| op_error("open", &path, e))?;
+        let fd = ops::open_dir(&path)
+            .await
+            .map_err(|e| op_error("open", &path, e))?;
+        Ok(Dir {
+            state: State::Idle(buf),
+            fd: Rc::new(fd),
+            path,
+            mode,
+        })
+    }
+}
+
+/// What a GETDENTS request owns while the kernel may use it.
+struct ReadData {
+    buf: Vec<u8>,
+    /// A share of the descriptor, so it stays open (and its number is not reused) until
+    /// the request completes, even if the [`Dir`] is dropped first: the op looks the
+    /// descriptor up only when an io-wq worker runs it, not at submission.
+    _fd: Rc<OwnedFd>,
+    /// The result of an emulated read (see [`DirOptions::emulate_in_flight`]).
+    emulated: Option<i32>,
+}
+
+enum State {
+    /// The buffer holds nothing unread; the next poll starts a read.
+    Idle(Vec<u8>),
+    /// A read is on the ring. Kept here rather than in the `next()` future, so that
+    /// dropping that future loses nothing: the next poll picks the same read up.
+    InFlight(InFlight<ReadData>),
+    /// `buf[pos..len]` holds records not yet returned.
+    Filled {
+        buf: Vec<u8>,
+        len: usize,
+        pos: usize,
+    },
+    /// The end was reached or an error was returned; the listing is over.
+    Done,
+}
+
+/// An open directory whose entries are read through the tokio-uring runtime's ring.
+///
+/// Entries come one at a time from a reusable buffer, which is refilled (with
+/// IORING_OP_GETDENTS, or getdents64(2) on kernels without it) only once every entry in
+/// it was returned. `.` and `..` are skipped, as by [`std::fs::read_dir`]. The order is
+/// the directory's own, as with any readdir.
+///
+/// ```no_run
+/// use tokio_uring_dir::Dir;
+///
+/// tokio_uring::start(async {
+///     let mut dir = Dir::open(".").await?;
+///     while let Some(entry) = dir.next().await {
+///         let entry = entry?;
+///         println!("entry: {}", entry.file_name().to_string_lossy());
+///     }
+///     dir.close().await?;
+///     Ok::<_, std::io::Error>(())
+/// })
+/// # .unwrap();
+/// ```
+///
+/// A `Dir` belongs to the tokio-uring runtime it was opened on: it must be used and
+/// dropped on that runtime's thread, before the runtime shuts down. (Like every
+/// tokio-uring operation, reading outside a tokio-uring runtime panics.)
+///
+/// **Fallback.** When the kernel lacks IORING_OP_GETDENTS (decided once per process by
+/// [`uring_getdents::detect`], which never mistakes another opcode for it), or with
+/// [`DirOptions::force_fallback`], entries are read with getdents64(2) called directly,
+/// inline on the runtime thread: each refill blocks the thread for one system call.
+/// Opening, closing and stat still go through the ring. [`Dir::uses_io_uring`] tells
+/// which path is active.
+///
+/// **Cancellation.** Dropping a [`next`](Self::next) future is safe at any point: a read
+/// it started stays with the `Dir`, and the next call returns its entries; none are lost
+/// or repeated.
+///
+/// **Dropping** a `Dir` without [`close`](Self::close) closes the descriptor
+/// synchronously; if a read is still in flight, the driver keeps the buffer and the
+/// descriptor until the kernel completes it, and closes the descriptor then.
+pub struct Dir {
+    state: State,
+    fd: Rc<OwnedFd>,
+    path: Arc<Path>,
+    mode: Mode,
+}
+
+impl std::fmt::Debug for Dir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Idle(_) => "idle",
+            State::InFlight(_) => "in flight",
+            State::Filled { .. } => "filled",
+            State::Done => "done",
+        };
+        f.debug_struct("Dir")
+            .field("path", &self.path)
+            .field("fd", &self.fd.as_raw_fd())
+            .field("mode", &self.mode)
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl Dir {
+    /// Opens the directory at `path` (`O_DIRECTORY | O_RDONLY | O_CLOEXEC`, through the
+    /// ring) with a [`DEFAULT_BUFFER_SIZE`] buffer.
+    ///
+    /// A path that is not a directory gives [`io::ErrorKind::NotADirectory`], a missing
+    /// one [`io::ErrorKind::NotFound`]; the message names the operation and the path
+    /// (see [`OpError`](crate::OpError)).
+    ///
+    /// If this future is dropped before the open completes, the descriptor the kernel
+    /// may still open is not closed: tokio-uring discards the results of dropped
+    /// operations.
+    pub async fn open(path: impl AsRef<Path>) -> io::Result<Dir> {
+        DirOptions::new().open(path).await
+    }
+
+    /// Opens `path` with a buffer of `buffer_size` bytes (clamped to
+    /// [`MIN_BUFFER_SIZE`]`..=`[`MAX_BUFFER_SIZE`]).
+    pub async fn open_with_buffer(path: impl AsRef<Path>, buffer_size: usize) -> io::Result<Dir> {
+        DirOptions::new().buffer_size(buffer_size).open(path).await
+    }
+
+    /// The path the directory was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when entries are read with IORING_OP_GETDENTS, false on the getdents64(2)
+    /// fallback.
+    pub fn uses_io_uring(&self) -> bool {
+        self.mode == Mode::Uring
+    }
+
+    /// The next entry, `None` at the end.
+    ///
+    /// After an error the listing ends: later calls return `None`. Errors name the
+    /// operation and the directory (see [`OpError`](crate::OpError)).
+    pub async fn next(&mut self) -> Option<io::Result<DirEntry>> {
+        std::future::poll_fn(|cx| self.poll_next_entry(cx)).await
+    }
+
+    /// Polls for the next entry: the building block of [`next`](Self::next) and of the
+    /// [`Stream`] implementation.
+    pub fn poll_next_entry(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<DirEntry>>> {
+        loop {
+            // Each arm stores the state that follows; should anything panic meanwhile,
+            // the Dir is left ended rather than half-updated.
+            match std::mem::replace(&mut self.state, State::Done) {
+                State::Filled { buf, len, pos } => {
+                    let mut records = DirentIter::new(buf.get(pos..len).unwrap_or_default());
+                    let record = match records.next() {
+                        None => {
+                            self.state = State::Idle(buf);
+                            continue;
+                        }
+                        Some(Err(e)) => {
+                            let err = io::Error::new(io::ErrorKind::InvalidData, e);
+                            return Poll::Ready(Some(Err(op_error("getdents", &self.path, err))));
+                        }
+                        Some(Ok(record)) => record,
+                    };
+                    let entry = (record.name != "." && record.name != "..").then(|| {
+                        DirEntry::new(self.path.clone(), record.name, record.ino, record.d_type)
+                    });
+                    let pos = pos + records.position();
+                    self.state = State::Filled { buf, len, pos };
+                    if let Some(entry) = entry {
+                        return Poll::Ready(Some(Ok(entry)));
+                    }
+                }
+                State::Idle(buf) => match self.mode {
+                    Mode::Fallback => {
+                        let mut buf = buf;
+                        let res = read_now(&self.fd, &mut buf);
+                        if let Some(done) = self.finish_read(buf, res) {
+                            return Poll::Ready(done);
+                        }
+                    }
+                    Mode::Uring | Mode::Emulated => {
+                        self.state = State::InFlight(self.submit_read(buf));
+                    }
+                },
+                State::InFlight(mut op) => match Pin::new(&mut op).poll(cx) {
+                    Poll::Pending => {
+                        self.state = State::InFlight(op);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready((data, res)) => {
+                        let res = data.emulated.unwrap_or(res);
+                        let res = if res < 0 {
+                            Err(from_res(res))
+                        } else {
+                            Ok(res.unsigned_abs() as usize)
+                        };
+                        if let Some(done) = self.finish_read(data.buf, res) {
+                            return Poll::Ready(done);
+                        }
+                    }
+                },
+                State::Done => return Poll::Ready(None),
+            }
+        }
+    }
+
+    /// Starts a read of the next records into `buf` on the ring.
+    fn submit_read(&self, mut buf: Vec<u8>) -> InFlight<ReadData> {
+        // Bounded by MAX_BUFFER_SIZE, so this never saturates.
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let (sqe, emulated) = match self.mode {
+            Mode::Emulated => {
+                let res = match read_now(&self.fd, &mut buf) {
+                    // Bounded by the buffer length, itself below i32::MAX.
+                    Ok(n) => i32::try_from(n).unwrap_or(i32::MAX),
+                    Err(e) => e.raw_os_error().unwrap_or(libc::EIO).saturating_neg(),
+                };
+                (io_uring_06::opcode::Nop::new().build(), Some(res))
+            }
+            // The fallback reads inline and never submits.
+            Mode::Uring | Mode::Fallback => {
+                let fd = DirFd::Fd(self.fd.as_raw_fd());
+                (Getdents::new(fd, buf.as_mut_ptr(), len).build_v06(), None)
+            }
+        };
+        // The Vec's heap buffer does not move when the Vec is moved into the driver, and
+        // nothing touches it until the completion hands it back, so the kernel may write
+        // through the pointer in the entry until then. The descriptor share keeps the
+        // descriptor open just as long.
+        let data = ReadData {
+            buf,
+            _fd: Rc::clone(&self.fd),
+            emulated,
+        };
+        ops::submit(data, sqe)
+    }
+
+    /// Moves to the state after a read and says what to return, if anything yet.
+    fn finish_read(
+        &mut self,
+        buf: Vec<u8>,
+        res: io::Result<usize>,
+    ) -> Option<Option<io::Result<DirEntry>>> {
+        match res {
+            Ok(0) => {
+                self.state = State::Done;
+                Some(None)
+            }
+            Ok(n) => {
+                let len = n.min(buf.len());
+                self.state = State::Filled { buf, len, pos: 0 };
+                None
+            }
+            // Nothing was consumed, so reading again is safe.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                self.state = State::Idle(buf);
+                None
+            }
+            Err(e) => {
+                self.state = State::Done;
+                Some(Some(Err(op_error("getdents", &self.path, e))))
+            }
+        }
+    }
+
+    /// Closes the directory through the ring.
+    ///
+    /// If a read is in flight (a [`next`](Self::next) future was dropped), it is waited
+    /// for first, since its descriptor must not close under it; its entries are
+    /// discarded. The descriptor is released even when an error is returned, as with
+    /// close(2).
+    pub async fn close(self) -> io::Result<()> {
+        let Dir {
+            state, fd, path, ..
+        } = self;
+        if let State::InFlight(op) = state {
+            // The read's share of the descriptor is dropped with its data here.
+            drop(op.await);
+        }
+        match Rc::try_unwrap(fd) {
+            Ok(fd) => ops::close(fd)
+                .await
+                .map_err(|e| op_error("close", &path, e)),
+            // Only reads hold other shares, and none is left; should that ever change,
+            // the last share still closes the descriptor when it is dropped.
+            Err(_shared) => Ok(()),
+        }
+    }
+}
+
+/// A zeroed buffer, or an error instead of an abort when memory is short.
+fn alloc_buffer(size: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(size)
+        .map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e))?;
+    buf.resize(size, 0);
+    Ok(buf)
+}
+
+/// getdents64(2) on the calling thread.
+fn read_now(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    getdents64(fd.as_fd(), buf)
+}
+
+impl Stream for Dir {
+    type Item = io::Result<DirEntry>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_next_entry(cx)
+    }
+}

@@ -1,0 +1,147 @@
+//! Dropping a `next()` future while its read is in flight loses and repeats nothing.
+//!
+//! On a kernel without IORING_OP_GETDENTS the fallback never leaves a read in flight, so
+//! these tests also use the emulated mode, where a real ring request (a NOP carrying the
+//! result of a getdents64 already done) is pending when the future is dropped: exactly
+//! the situation of a GETDENTS the kernel has completed but nobody has reaped.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::task::Poll;
+use tokio_uring_dir::{Dir, DirOptions};
+
+fn check(names: Vec<OsString>, dir: &std::path::Path) {
+    let unique: BTreeSet<OsString> = names.iter().cloned().collect();
+    assert_eq!(unique.len(), names.len(), "an entry was returned twice");
+    let want: BTreeSet<OsString> = std_listing(dir).into_keys().collect();
+    assert_eq!(unique, want, "entries lost");
+}
+
+#[test]
+fn dropped_next_loses_and_repeats_nothing() {
+    tokio_uring::start(async {
+        let tmp = tempfile::tempdir().unwrap();
+        populate(tmp.path(), 2000, numbered);
+        for (what, opts) in [
+            ("default", DirOptions::new().buffer_size(1024)),
+            (
+                "fallback",
+                DirOptions::new().buffer_size(1024).force_fallback(true),
+            ),
+            (
+                "emulated",
+                DirOptions::new().buffer_size(1024).emulate_in_flight(true),
+            ),
+        ] {
+            let mut d = opts.open(tmp.path()).await.unwrap();
+            let (names, dropped) = list_with_cancellations(&mut d).await.unwrap();
+            check(names, tmp.path());
+            // 2000 names of 12 bytes in 1 KiB buffers: dozens of reads.
+            if d.uses_io_uring() || what == "emulated" {
+                assert!(dropped > 20, "{what}: only {dropped} reads were in flight");
+            } else {
+                assert_eq!(dropped, 0, "{what}: the fallback never waits");
+            }
+            d.close().await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn dropped_next_then_other_ring_work_then_continue() {
+    tokio_uring::start(async {
+        let tmp = tempfile::tempdir().unwrap();
+        populate(tmp.path(), 500, numbered);
+        let opts = DirOptions::new().buffer_size(512).emulate_in_flight(true);
+        let mut d = opts.open(tmp.path()).await.unwrap();
+        let mut names = Vec::new();
+        let mut dropped = 0;
+        loop {
+            let polled = {
+                let fut = std::pin::pin!(d.next());
+                poll_once(fut).await
+            };
+            match polled {
+                Poll::Ready(Some(e)) => names.push(e.unwrap().file_name().to_owned()),
+                Poll::Ready(None) => break,
+                Poll::Pending => {
+                    dropped += 1;
+                    // Let the read complete and be dispatched with nobody waiting for
+                    // it, while other requests go through the same ring.
+                    let other = Dir::open(tmp.path()).await.unwrap();
+                    other.close().await.unwrap();
+                }
+            }
+        }
+        assert!(dropped > 5);
+        check(names, tmp.path());
+        d.close().await.unwrap();
+    });
+}
+
+#[test]
+fn close_with_a_read_in_flight() {
+    tokio_uring::start(async {
+        let tmp = tempfile::tempdir().unwrap();
+        populate(tmp.path(), 100, numbered);
+        for (opts, emulated) in [
+            (DirOptions::new().emulate_in_flight(true), true),
+            (DirOptions::new(), false),
+        ] {
+            let mut d = opts.open(tmp.path()).await.unwrap();
+            let polled = {
+                let fut = std::pin::pin!(d.next());
+                poll_once(fut).await
+            };
+            // Only the inline fallback can answer the very first poll.
+            assert_eq!(polled.is_pending(), emulated || d.uses_io_uring());
+            d.close().await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn drop_with_a_read_in_flight_and_keep_going() {
+    tokio_uring::start(async {
+        let tmp = tempfile::tempdir().unwrap();
+        populate(tmp.path(), 100, numbered);
+        for _ in 0..50 {
+            let mut d = DirOptions::new()
+                .emulate_in_flight(true)
+                .open(tmp.path())
+                .await
+                .unwrap();
+            {
+                let fut = std::pin::pin!(d.next());
+                assert!(poll_once(fut).await.is_pending());
+            }
+            drop(d);
+        }
+        // The ring still works and the directory still lists completely.
+        assert_eq!(check_all_variants(tmp.path()).await, 100);
+    });
+}
+
+#[test]
+fn dir_outliving_its_runtime_with_a_read_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    populate(tmp.path(), 10, numbered);
+    // The runtime shuts down while the read is in flight; its driver waits for the
+    // kernel before freeing anything, and the Dir is dropped afterwards.
+    let leftover: Dir = tokio_uring::start(async {
+        let mut d = DirOptions::new()
+            .emulate_in_flight(true)
+            .open(tmp.path())
+            .await
+            .unwrap();
+        {
+            let fut = std::pin::pin!(d.next());
+            assert!(poll_once(fut).await.is_pending());
+        }
+        d
+    });
+    drop(leftover);
+}

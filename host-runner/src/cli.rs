@@ -180,7 +180,7 @@ pub fn prepare(kernel_args: &KernelArgs) -> Result<Artifacts> {
     crate::deps::ensure(crate::deps::VM)?;
     let kernel = resolve_kernel(kernel_args)?;
     let guest_bin_dir = image::build_guest_binaries()?;
-    let root_image = image::ensure_root_image(&image::root_image_inputs(&guest_bin_dir))?;
+    let root_image = image::ensure_root_image(&image::root_image_inputs(&guest_bin_dir)?)?;
     Ok(Artifacts {
         kernel,
         root_image,
@@ -359,7 +359,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Image(args) => {
             crate::deps::ensure(crate::deps::VM)?;
             let bins = image::build_guest_binaries()?;
-            let inputs = image::root_image_inputs(&bins);
+            let inputs = image::root_image_inputs(&bins)?;
             if let Some(dir) = &args.export {
                 if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
                     return Err(UsageError(format!("--export {}: not empty", dir.display())).into());

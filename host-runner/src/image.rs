@@ -17,18 +17,42 @@ pub const GUEST_BINARIES: &[(&str, &str, &str)] = &[
     ("traverse", "traverse-tokio", "bin/traverse-tokio"),
 ];
 
-/// GNU du, the reference the benchmarks and tests compare with (busybox's du differs in
-/// speed), with the two shared objects it needs; copied from the host's coreutils.
-pub const GNU_DU: &[(&str, &str)] = &[
-    ("/usr/bin/du", "usr/bin/du"),
-    (
-        "/lib/x86_64-linux-gnu/libc.so.6",
-        "lib/x86_64-linux-gnu/libc.so.6",
-    ),
-    ("/lib64/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2"),
-];
+/// GNU du and find, the references the tests and benchmarks compare with (busybox's
+/// du is slower and its find stops short in very deep trees); copied from the host with
+/// the shared objects `ldd` lists for them.
+pub const GNU_TOOLS: &[&str] = &["/usr/bin/du", "/usr/bin/find"];
 
-/// Busybox provides the shell and coreutils (du, find, ...) in the guest.
+/// `(host file, path in the image)` for `tools` and every shared object they load.
+fn with_shared_objects(tools: &[&str]) -> Result<Vec<(PathBuf, String)>> {
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    for tool in tools {
+        files.push((
+            PathBuf::from(tool),
+            tool.trim_start_matches('/').to_string(),
+        ));
+        let out = Command::new("ldd")
+            .arg(tool)
+            .output()
+            .with_context(|| format!("ldd {tool}"))?;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-... (0x...)"
+            let lib = line
+                .split("=>")
+                .last()
+                .and_then(|r| r.split_whitespace().next())
+                .filter(|p| p.starts_with('/'));
+            if let Some(lib) = lib {
+                let entry = (PathBuf::from(lib), lib.trim_start_matches('/').to_string());
+                if !files.contains(&entry) {
+                    files.push(entry);
+                }
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Busybox provides the shell and the other coreutils in the guest.
 pub const BUSYBOX: &str = "/bin/busybox";
 
 /// Directories every root image has (mount points and scratch space).
@@ -38,7 +62,7 @@ const ROOT_DIRS: &[&str] = &[
 ];
 
 /// Bumped when the image layout changes, so stale cached images are not reused.
-const LAYOUT_VERSION: &str = "root-image-v1";
+const LAYOUT_VERSION: &str = "root-image-v2";
 
 /// The workspace this runner was built from.
 pub fn workspace_dir() -> PathBuf {
@@ -80,18 +104,14 @@ pub fn build_guest_binaries() -> Result<PathBuf> {
 }
 
 /// What goes into the root image: (source file, path inside the image).
-pub fn root_image_inputs(bin_dir: &Path) -> Vec<(PathBuf, String)> {
+pub fn root_image_inputs(bin_dir: &Path) -> Result<Vec<(PathBuf, String)>> {
     let mut files: Vec<(PathBuf, String)> = GUEST_BINARIES
         .iter()
         .map(|(_, bin, dest)| (bin_dir.join(bin), dest.to_string()))
         .collect();
     files.push((PathBuf::from(BUSYBOX), "bin/busybox".into()));
-    files.extend(
-        GNU_DU
-            .iter()
-            .map(|(src, dest)| (PathBuf::from(src), dest.to_string())),
-    );
-    files
+    files.extend(with_shared_objects(GNU_TOOLS)?);
+    Ok(files)
 }
 
 /// Returns the cached root image for these inputs, building it when missing.

@@ -67,10 +67,10 @@ const BENCH_PACKAGES: &[deps::Package] = &[
 
 /// Peers from crates.io: (crate, version that builds with this toolchain, binary).
 const CARGO_PEERS: &[(&str, &str, &str)] = &[
-    ("diskus", "0.8.0", "diskus"),
-    ("dua-cli", "2.29.4", "dua"),
-    ("parallel-disk-usage", "0.11.0", "pdu"),
-    ("du-dust", "1.1.1", "dust"),
+    ("diskus", "0.9.0", "diskus"),
+    ("dua-cli", "3.0.0", "dua"),
+    ("parallel-disk-usage", "0.24.0", "pdu"),
+    ("du-dust", "1.2.7", "dust"),
 ];
 
 fn peers_root() -> Result<PathBuf> {
@@ -209,7 +209,12 @@ fn host_tools(tree: &Path, traverse: &Path, peers: &Path) -> Vec<Tool> {
         tool("gdu -a", &["gdu", "-n", "-p", "-a", "TREE"], tree),
     ];
     for (label, bin, args) in [
-        ("diskus -b", "diskus", vec!["-b", "TREE"]),
+        (
+            "diskus -b",
+            "diskus",
+            vec!["-b", "--directories", "included", "TREE"],
+        ),
+        // dua leaves out the top directory's own size.
         ("dua -A", "dua", vec!["-A", "-f", "bytes", "TREE"]),
         (
             "pdu apparent-size",

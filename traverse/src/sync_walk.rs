@@ -45,11 +45,15 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
 }
 
 /// Reads one directory: counts every entry, returns the subdirectory names.
-pub fn read_dir_counting(fd: &OwnedFd, path: &Path, tally: &mut Tally) -> io::Result<Vec<CString>> {
-    let mut buf = vec![0u8; 32 * 1024];
+pub fn read_dir_counting(
+    fd: &OwnedFd,
+    path: &Path,
+    buf: &mut [u8],
+    tally: &mut Tally,
+) -> io::Result<Vec<CString>> {
     let mut subdirs = Vec::new();
     loop {
-        let n = getdents64(fd.as_fd(), &mut buf)?;
+        let n = getdents64(fd.as_fd(), buf)?;
         if n == 0 {
             return Ok(subdirs);
         }
@@ -118,11 +122,17 @@ pub fn count_long_path(path: &Path, count_self: bool, tally: &mut Tally) {
 
 /// Counts the contents of the directory `name` in `parent` (whose own entry the caller
 /// has counted).
-pub fn count_subtree_at(parent: &OwnedFd, name: &CStr, path: PathBuf, tally: &mut Tally) {
+pub fn count_subtree_at(
+    parent: &OwnedFd,
+    name: &CStr,
+    path: PathBuf,
+    budget: usize,
+    tally: &mut Tally,
+) {
     let opened = sys::open_dir_at(Some(parent.as_fd()), name)
         .and_then(|fd| sys::statx_at(Some(fd.as_fd()), c".").map(|st| (fd, st)));
     match opened {
-        Ok((fd, st)) => walk(fd, path, &st, tally),
+        Ok((fd, st)) => walk_within(fd, path, &st, budget, tally),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
         Err(e) => tally.error(sys::cannot_read(&path, &e)),
     }
@@ -142,10 +152,16 @@ fn open_long(path: &Path) -> io::Result<OwnedFd> {
 }
 
 fn walk(fd: OwnedFd, path: PathBuf, st: &EntryStat, tally: &mut Tally) {
-    let budget = sys::open_dir_budget();
+    walk_within(fd, path, st, sys::open_dir_budget(), tally);
+}
+
+/// [`walk`] holding at most `budget` descriptors.
+fn walk_within(fd: OwnedFd, path: PathBuf, st: &EntryStat, budget: usize, tally: &mut Tally) {
     let mut stack: Vec<Frame> = Vec::new();
     let mut open = 0usize;
-    enter(&mut stack, &mut open, fd, path, st, tally);
+    // One buffer for the whole walk: a fresh zeroed one per directory costs real time.
+    let mut buf = vec![0u8; 32 * 1024];
+    enter(&mut stack, &mut open, fd, path, st, &mut buf, tally);
     while let Some(top) = stack.last_mut() {
         if top.next < top.subdirs.len() {
             let name = top.subdirs[top.next].clone();
@@ -162,7 +178,7 @@ fn walk(fd: OwnedFd, path: PathBuf, st: &EntryStat, tally: &mut Tally) {
                     if open >= budget {
                         release_oldest(&mut stack, &mut open);
                     }
-                    enter(&mut stack, &mut open, fd, child_path, &st, tally);
+                    enter(&mut stack, &mut open, fd, child_path, &st, &mut buf, tally);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => tally.error(sys::cannot_read(&child_path, &e)),
@@ -197,9 +213,10 @@ fn enter(
     fd: OwnedFd,
     path: PathBuf,
     st: &EntryStat,
+    buf: &mut [u8],
     tally: &mut Tally,
 ) {
-    match read_dir_counting(&fd, &path, tally) {
+    match read_dir_counting(&fd, &path, buf, tally) {
         Ok(subdirs) => {
             *open += 1;
             stack.push(Frame {

@@ -14,10 +14,10 @@ use io_uring::{opcode, types, IoUring};
 use std::collections::VecDeque;
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use uring_getdents::{getdents64, DirFd, DirentIter, Getdents};
 
@@ -28,6 +28,13 @@ const DIR_BUF: usize = 32 * 1024;
 /// A stat slower than this went to the disk: the directory's remaining entries are
 /// stat'ed through the ring, where many can wait for the disk at once.
 const INLINE_STAT_LIMIT: std::time::Duration = std::time::Duration::from_micros(50);
+/// After a trip to the disk, this many new directories start in ring mode before
+/// inline work is tried again: a cold tree stays cold for a while.
+const RING_MODE_DIRS: usize = 256;
+/// Slow inline calls seen by one walker before the tree counts as cold and the reserve
+/// walkers join. A warm walk of the Linux tree sees a handful (preemption, faults);
+/// a cold one thousands.
+const COLD_AFTER: usize = 16;
 /// user_data of requests whose completion needs no handling (closes).
 const IGNORE: u64 = u64::MAX;
 
@@ -42,6 +49,10 @@ struct Dir {
     /// Entries are stat'ed on this thread while that stays cheap (cached inodes); the
     /// first slow one moves the rest of the directory to the ring.
     stat_inline: bool,
+    /// Entries listed but not stat'ed yet.
+    pending: VecDeque<CString>,
+    /// A probe stat of this directory is in the ring.
+    probing: bool,
 }
 
 enum Op {
@@ -75,6 +86,13 @@ struct Walker {
     to_list: VecDeque<usize>,
     to_open: VecDeque<(usize, CString)>,
     tally: Tally,
+    spare_bufs: Vec<Vec<u8>>,
+    /// Directories still to be started in ring mode after the last trip to the disk.
+    ring_mode_dirs: usize,
+    /// A reserve walker: takes work only once the walk went cold.
+    reserve: bool,
+    /// Times this walker waited for the disk; the reserve is woken at `COLD_AFTER`.
+    disk_waits: usize,
 }
 
 /// Counts `path` with io_uring.
@@ -97,28 +115,40 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
             return Ok(tally.totals);
         }
     };
-    let threads = std::env::var("TRAVERSE_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    // One walker per core does the work while the tree is cached; when a walker has to
+    // wait for the disk, the reserve joins in, so more reads are in flight than cores
+    // (the waits overlap, the CPU work does not grow).
+    let threads = env("TRAVERSE_THREADS").unwrap_or(cores).max(1);
+    let reserve = env("TRAVERSE_RESERVE").unwrap_or(3 * cores);
+    // Each walker needs a ring and at least two directories open.
+    let total = (threads + reserve).min(sys::open_dir_budget() / 3).max(1);
+    let threads = threads.min(total);
     let shared = Shared {
         queue: Mutex::new(SharedQueue {
             dirs: vec![(fd, path.to_path_buf())],
             idle: 0,
+            hungry: 0,
             done: false,
         }),
         wake: Condvar::new(),
         hungry: AtomicUsize::new(0),
-        threads,
+        threads: total,
+        cold: AtomicBool::new(false),
     };
     let use_op = uring_getdents::detect().is_available();
     let results: Vec<io::Result<Tally>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let result = Walker::new(use_op, threads)
-                        .and_then(|mut w| w.run(&shared).map(|()| w.tally));
+        let handles: Vec<_> = (0..total)
+            .map(|i| {
+                let shared = &shared;
+                s.spawn(move || {
+                    let result = Walker::new(use_op, total, i >= threads)
+                        .and_then(|mut w| w.run(shared).map(|()| w.tally));
                     if result.is_err() {
                         // Nobody may wait for this thread's work any more.
                         if let Ok(mut q) = shared.queue.lock() {
@@ -147,8 +177,10 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
 /// Work shared between walker threads: opened directories nobody has claimed yet.
 struct SharedQueue {
     dirs: Vec<(OwnedFd, PathBuf)>,
-    /// Threads waiting for work.
+    /// Threads waiting for work, reserve walkers included.
     idle: usize,
+    /// Idle threads that take work (reserve walkers only once the walk went cold).
+    hungry: usize,
     /// Every thread was idle with nothing queued: the walk is over.
     done: bool,
 }
@@ -156,13 +188,15 @@ struct SharedQueue {
 struct Shared {
     queue: Mutex<SharedQueue>,
     wake: Condvar,
-    /// Mirrors `idle`, read without the lock on the hot path.
+    /// Idle walkers that take work, read without the lock on the hot path.
     hungry: AtomicUsize,
     threads: usize,
+    /// Some walker waited for the disk: the reserve walkers take part from now on.
+    cold: AtomicBool,
 }
 
 impl Walker {
-    fn new(use_op: bool, threads: usize) -> io::Result<Self> {
+    fn new(use_op: bool, threads: usize, reserve: bool) -> io::Result<Self> {
         let ring = IoUring::builder()
             .setup_cqsize(4 * MAX_IN_FLIGHT as u32)
             .build(256)?;
@@ -179,7 +213,7 @@ impl Walker {
             dirs: Vec::new(),
             free_dirs: Vec::new(),
             open_dirs: 0,
-            budget: (sys::open_dir_budget() / threads).max(4),
+            budget: (sys::open_dir_budget() / threads).max(2),
             ops: Vec::new(),
             free_ops: Vec::new(),
             in_flight: 0,
@@ -192,6 +226,10 @@ impl Walker {
             to_list: VecDeque::new(),
             to_open: VecDeque::new(),
             tally: Tally::default(),
+            spare_bufs: Vec::new(),
+            ring_mode_dirs: 0,
+            reserve,
+            disk_waits: 0,
         })
     }
 
@@ -209,17 +247,24 @@ impl Walker {
             return false;
         };
         loop {
-            if let Some((fd, path)) = q.dirs.pop() {
-                drop(q);
-                self.add_dir(fd, path);
-                return true;
+            let may_take = !self.reserve || shared.cold.load(Ordering::Relaxed);
+            if may_take {
+                if let Some((fd, path)) = q.dirs.pop() {
+                    drop(q);
+                    self.add_dir(fd, path);
+                    return true;
+                }
             }
             if q.done {
                 return false;
             }
+            let takes_work = !self.reserve || shared.cold.load(Ordering::Relaxed);
             q.idle += 1;
-            shared.hungry.store(q.idle, Ordering::Relaxed);
-            if q.idle == shared.threads {
+            if takes_work {
+                q.hungry += 1;
+                shared.hungry.store(q.hungry, Ordering::Relaxed);
+            }
+            if q.idle == shared.threads && q.dirs.is_empty() {
                 q.done = true;
                 shared.wake.notify_all();
                 return false;
@@ -229,46 +274,60 @@ impl Walker {
                 Err(_) => return false,
             };
             q.idle -= 1;
-            shared.hungry.store(q.idle, Ordering::Relaxed);
+            // Counted as hungry when it went to sleep, or by the cold switch since.
+            if takes_work || shared.cold.load(Ordering::Relaxed) {
+                q.hungry = q.hungry.saturating_sub(1);
+                shared.hungry.store(q.hungry, Ordering::Relaxed);
+            }
         }
     }
 
-    /// Hands the oldest queued subdirectory (the biggest subtree, likely) to an idle
-    /// thread, opened here so the receiver needs nothing of ours.
+    /// Hands half of the queued subdirectories, oldest first (the biggest subtrees,
+    /// likely), to idle threads, opened here so the receivers need nothing of ours.
     fn donate(&mut self, shared: &Shared) {
-        if shared.hungry.load(Ordering::Relaxed) == 0 || self.to_open.len() < 2 {
+        if shared.hungry.load(Ordering::Relaxed) == 0 || self.to_open.is_empty() {
             return;
         }
-        let Some((parent, name)) = self.to_open.pop_front() else {
-            return;
-        };
-        let path = self
-            .dir(parent)
-            .path
-            .join(OsStr::from_bytes(name.as_bytes()));
-        let opened = sys::open_dir_at(Some(std::os::fd::AsFd::as_fd(&self.dir(parent).fd)), &name);
-        self.dir(parent).users -= 1;
-        match opened {
-            Ok(fd) => {
-                if let Ok(mut q) = shared.queue.lock() {
-                    q.dirs.push((fd, path));
-                    shared.wake.notify_one();
-                }
+        let mut gifts = Vec::new();
+        for _ in 0..self.to_open.len().div_ceil(2) {
+            let Some((parent, name)) = self.to_open.pop_front() else {
+                break;
+            };
+            let path = self
+                .dir(parent)
+                .path
+                .join(OsStr::from_bytes(name.as_bytes()));
+            let opened =
+                sys::open_dir_at(Some(std::os::fd::AsFd::as_fd(&self.dir(parent).fd)), &name);
+            if is_out_of_fds(&opened) {
+                self.to_open.push_front((parent, name));
+                break;
             }
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => self.tally.error(sys::cannot_read(&path, &e)),
+            self.dir(parent).users -= 1;
+            match opened {
+                Ok(fd) => gifts.push((fd, path)),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => self.tally.error(sys::cannot_read(&path, &e)),
+            }
+            self.maybe_finish(parent);
         }
-        self.maybe_finish(parent);
+        if let Ok(mut q) = shared.queue.lock() {
+            q.dirs.extend(gifts);
+            shared.wake.notify_all();
+        }
     }
 
     fn add_dir(&mut self, fd: OwnedFd, path: PathBuf) {
+        self.ring_mode_dirs = self.ring_mode_dirs.saturating_sub(1);
         let dir = Dir {
             fd,
             path,
-            buf: vec![0u8; DIR_BUF],
+            buf: self.spare_bufs.pop().unwrap_or_else(|| vec![0u8; DIR_BUF]),
             users: 0,
             listed: false,
-            stat_inline: self.adaptive,
+            stat_inline: self.adaptive && self.ring_mode_dirs == 0,
+            pending: VecDeque::new(),
+            probing: false,
         };
         let idx = match self.free_dirs.pop() {
             Some(i) => {
@@ -303,9 +362,11 @@ impl Walker {
             return;
         }
         if let Some(d) = self.dirs[idx].take() {
+            // Reused: zeroing a fresh 32 KiB buffer per directory cost more than 10% of
+            // a warm walk.
+            self.spare_bufs.push(d.buf);
             // Close through the ring: batched with the other requests, result unused.
-            let raw = d.fd.as_raw_fd();
-            std::mem::forget(d.fd);
+            let raw = d.fd.into_raw_fd();
             let sqe = opcode::Close::new(types::Fd(raw)).build().user_data(IGNORE);
             self.push_or_close(sqe, raw);
             self.free_dirs.push(idx);
@@ -371,21 +432,49 @@ impl Walker {
                     continue;
                 }
             };
-            if self.dir(idx).stat_inline {
-                let started = std::time::Instant::now();
-                let res = sys::statx_at(Some(std::os::fd::AsFd::as_fd(&self.dir(idx).fd)), &name);
-                if started.elapsed() > INLINE_STAT_LIMIT {
-                    self.dir(idx).stat_inline = false;
-                }
-                self.dir(idx).users += 1;
-                self.stat_done(
-                    idx,
-                    name,
-                    res.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)),
-                );
-            } else {
-                self.dir(idx).users += 1;
+            let d = self.dir(idx);
+            d.users += 1;
+            d.pending.push_back(name);
+        }
+        self.advance(idx);
+    }
+
+    /// Stats the directory's pending entries: inline while that stays cheap; otherwise
+    /// one entry goes through the ring as a probe (it waits for the disk off this
+    /// thread, and the inode block it reads usually serves the entries after it), and
+    /// the rest wait for the probe. Without adaptivity, everything goes to the ring.
+    fn advance(&mut self, idx: usize) {
+        loop {
+            let adaptive = self.adaptive;
+            let d = self.dir(idx);
+            if d.probing {
+                return;
+            }
+            let Some(name) = d.pending.pop_front() else {
+                return;
+            };
+            if !adaptive {
                 self.to_stat.push_back((idx, name));
+                continue;
+            }
+            if !d.stat_inline {
+                d.probing = true;
+                self.to_stat.push_back((idx, name));
+                return;
+            }
+            let started = std::time::Instant::now();
+            let res = sys::statx_at(Some(std::os::fd::AsFd::as_fd(&d.fd)), &name);
+            if started.elapsed() > INLINE_STAT_LIMIT {
+                self.went_to_disk(idx);
+            }
+            // Pending entries hold `users`, so the directory outlives this call.
+            self.stat_done(
+                idx,
+                name,
+                res.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)),
+            );
+            if self.dirs[idx].is_none() {
+                return;
             }
         }
     }
@@ -440,6 +529,12 @@ impl Walker {
                 let Some((parent, name)) = self.to_open.pop_back() else {
                     return;
                 };
+                if self.dir(parent).stat_inline {
+                    // The parent's entries were cached: its subdirectories most likely
+                    // too, so open inline instead of a round trip through the ring.
+                    self.open_inline(parent, name);
+                    continue;
+                }
                 let fd = self.dir(parent).fd.as_raw_fd();
                 let sqe = opcode::OpenAt::new(types::Fd(fd), name.as_ptr())
                     .flags(sys::DIR_OPEN_FLAGS)
@@ -466,6 +561,16 @@ impl Walker {
             if !self.local_work_left() && !self.claim(shared) {
                 return Ok(());
             }
+            if self.disk_waits >= COLD_AFTER && !shared.cold.swap(true, Ordering::Relaxed) {
+                {
+                    // Wake the reserve: they count as hungry from now on.
+                    if let Ok(mut q) = shared.queue.lock() {
+                        q.hungry = q.idle;
+                        shared.hungry.store(q.hungry, Ordering::Relaxed);
+                        shared.wake.notify_all();
+                    }
+                }
+            }
             self.donate(shared);
             self.fill();
             if self.in_flight == 0 {
@@ -478,7 +583,7 @@ impl Walker {
                 if let Some((parent, name)) = self.to_open.pop_back() {
                     if let Some(mut d) = self.dirs[parent].take() {
                         let path = d.path.join(OsStr::from_bytes(name.as_bytes()));
-                        crate::sync_walk::count_subtree_at(&d.fd, &name, path, &mut self.tally);
+                        crate::sync_walk::count_subtree_at(&d.fd, &name, path, 4, &mut self.tally);
                         d.users -= 1;
                         self.dirs[parent] = Some(d);
                         self.maybe_finish(parent);
@@ -503,6 +608,40 @@ impl Walker {
                 }
             }
         }
+    }
+
+    /// An inline call had to wait for the disk: this directory's remaining work and the
+    /// next `RING_MODE_DIRS` directories go through the ring, where many can wait at once.
+    fn went_to_disk(&mut self, dir: usize) {
+        self.dir(dir).stat_inline = false;
+        self.ring_mode_dirs = RING_MODE_DIRS;
+        self.disk_waits += 1;
+    }
+
+    /// Opens a subdirectory on this thread; a slow open (disk) turns the parent's
+    /// remaining work over to the ring.
+    fn open_inline(&mut self, parent: usize, name: CString) {
+        let started = std::time::Instant::now();
+        let opened = sys::open_dir_at(Some(std::os::fd::AsFd::as_fd(&self.dir(parent).fd)), &name);
+        if started.elapsed() > INLINE_STAT_LIMIT {
+            self.went_to_disk(parent);
+        }
+        if is_out_of_fds(&opened) {
+            self.budget = self.open_dirs.max(1);
+            self.to_open.push_back((parent, name));
+            return;
+        }
+        let path = self
+            .dir(parent)
+            .path
+            .join(OsStr::from_bytes(name.as_bytes()));
+        self.dir(parent).users -= 1;
+        match opened {
+            Ok(fd) => self.add_dir(fd, path),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => self.tally.error(sys::cannot_read(&path, &e)),
+        }
+        self.maybe_finish(parent);
     }
 
     /// Accounts one entry; a directory is queued to be opened.
@@ -539,7 +678,15 @@ impl Walker {
                 } else {
                     Err(-res)
                 };
+                let adaptive = self.adaptive;
+                let d = self.dir(dir);
+                d.probing = false;
+                // The probe brought its inode block in: try the next entries inline.
+                d.stat_inline = adaptive;
                 self.stat_done(dir, name, res);
+                if self.dirs[dir].is_some() {
+                    self.advance(dir);
+                }
             }
             Op::Getdents { dir } => {
                 self.dir(dir).users -= 1;
@@ -564,6 +711,13 @@ impl Walker {
                     .dir(parent)
                     .path
                     .join(OsStr::from_bytes(name.as_bytes()));
+                if res == -libc::EMFILE || res == -libc::ENFILE {
+                    // Out of descriptors after all (others in the process use some):
+                    // retry once a directory closes, with a smaller budget.
+                    self.budget = self.open_dirs.max(1);
+                    self.to_open.push_back((parent, name));
+                    return;
+                }
                 self.dir(parent).users -= 1;
                 if res >= 0 {
                     // SAFETY: the kernel returned a new descriptor that nobody else owns.
@@ -577,4 +731,8 @@ impl Walker {
             }
         }
     }
+}
+
+fn is_out_of_fds<T>(r: &io::Result<T>) -> bool {
+    matches!(r, Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)))
 }

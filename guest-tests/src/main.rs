@@ -5,6 +5,7 @@
 //! passed. `guest-tests emit ...` is a helper for the host's own integration tests.
 
 mod bench;
+mod bench_dir;
 mod dir;
 mod emit;
 mod getdents;
@@ -67,6 +68,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         }
         Some("emit") => emit::main(&args[1..]),
         Some("bench-getdents") => bench::main(&args[1..]),
-        _ => bail!("usage: guest-tests --list | run NAME | emit STDOUT_BYTES STDERR_BYTES SEED | bench-getdents [ENTRIES] [ROUNDS]"),
+        Some("bench-dir") => bench_dir::main(&args[1..]),
+        _ => bail!("usage: guest-tests --list | run NAME | emit STDOUT_BYTES STDERR_BYTES SEED | bench-getdents [ENTRIES] [ROUNDS] | bench-dir DIR [--tree] ..."),
     }
 }

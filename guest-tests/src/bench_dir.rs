@@ -1,8 +1,9 @@
-//! Directory listing throughput: this crate (io_uring and fallback) against
-//! std::fs::read_dir and tokio::fs::read_dir.
+//! `guest-tests bench-dir`: directory listing throughput of tokio-uring-dir (io_uring
+//! and fallback) against std::fs::read_dir and tokio::fs::read_dir, in one process run,
+//! in the VM (patched kernel) or on the host.
 //!
 //! ```text
-//! bench DIR [--fallback] [--std] [--tokio] [--repeat N] [--tree]
+//! guest-tests bench-dir DIR [--fallback] [--std] [--tokio] [--repeat N] [--tree]
 //! ```
 //!
 //! Without variant flags all four variants run; with some, the default `Dir` runs plus
@@ -46,14 +47,14 @@ struct Args {
     tree: bool,
 }
 
-const USAGE: &str = "usage: bench DIR [--fallback] [--std] [--tokio] [--repeat N] [--tree]";
+const USAGE: &str = "usage: guest-tests bench-dir DIR [--fallback] [--std] [--tokio] [--repeat N] [--tree]";
 
-fn parse_args() -> Result<Args, String> {
+fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut dir = None;
     let mut extra = Vec::new();
     let mut repeat = 5;
     let mut tree = false;
-    let mut args = std::env::args_os().skip(1);
+    let mut args = argv.iter().map(std::ffi::OsString::from);
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--fallback") => extra.push(Variant::DirFallback),
@@ -284,34 +285,21 @@ fn run(args: &Args, variant: Variant) -> io::Result<(u64, f64, u64)> {
     }
 }
 
-fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(msg) => {
-            eprintln!("{msg}");
-            std::process::exit(2);
-        }
-    };
+/// Entry point of the subcommand.
+pub fn main(argv: &[String]) -> anyhow::Result<()> {
+    let args = parse_args(argv).map_err(anyhow::Error::msg)?;
     for &variant in &args.variants {
-        match run(&args, variant) {
-            Ok((entries, seconds, unreadable)) => {
-                let rate = if seconds > 0.0 {
-                    entries as f64 / seconds
-                } else {
-                    0.0
-                };
-                println!("{} {entries} {seconds:.6} {rate:.0}", variant.name());
-                if unreadable > 0 {
-                    eprintln!(
-                        "{}: {unreadable} directories could not be read",
-                        variant.name()
-                    );
-                }
-            }
-            Err(e) => {
-                eprintln!("{}: {e}", variant.name());
-                std::process::exit(1);
-            }
+        let (entries, seconds, unreadable) =
+            run(&args, variant).map_err(|e| anyhow::anyhow!("{}: {e}", variant.name()))?;
+        let rate = if seconds > 0.0 {
+            entries as f64 / seconds
+        } else {
+            0.0
+        };
+        println!("{} {entries} {seconds:.6} {rate:.0}", variant.name());
+        if unreadable > 0 {
+            eprintln!("{}: {unreadable} directories could not be read", variant.name());
         }
     }
+    Ok(())
 }

@@ -47,7 +47,8 @@ struct Args {
     tree: bool,
 }
 
-const USAGE: &str = "usage: guest-tests bench-dir DIR [--fallback] [--std] [--tokio] [--repeat N] [--tree]";
+const USAGE: &str =
+    "usage: guest-tests bench-dir DIR [--fallback] [--std] [--tokio] [--repeat N] [--tree]";
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut dir = None;
@@ -298,7 +299,10 @@ pub fn main(argv: &[String]) -> anyhow::Result<()> {
         };
         println!("{} {entries} {seconds:.6} {rate:.0}", variant.name());
         if unreadable > 0 {
-            eprintln!("{}: {unreadable} directories could not be read", variant.name());
+            eprintln!(
+                "{}: {unreadable} directories could not be read",
+                variant.name()
+            );
         }
     }
     Ok(())

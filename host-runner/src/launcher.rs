@@ -6,6 +6,7 @@ use crate::vmplan::{self, ChannelPlan, DiskAttach, VmConfig};
 use anyhow::{bail, Context, Result};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::io::{ErrorKind, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -255,8 +256,6 @@ fn spawn_logged(program: &Path, args: &[std::ffi::OsString], log: &Path) -> Resu
         .with_context(|| format!("starting {}", program.display()))?;
     Ok(Reaped(child))
 }
-
-use std::os::unix::process::CommandExt;
 
 /// Boots a VM, runs the job, streams its output to `sink`, forwards signals arriving on
 /// `signals`, and returns the verdict. Errors are failures to set the VM up at all.

@@ -313,21 +313,10 @@ fn forward_raw(signo: i32, leader: Pid, chan: &mut Channel) {
 
 /// Sets O_NONBLOCK on a descriptor.
 pub fn set_nonblocking(fd: BorrowedFd<'_>) -> nix::Result<()> {
-    let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd_compat(), FcntlArg::F_GETFL)?);
-    fcntl(
-        fd.as_raw_fd_compat(),
-        FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK),
-    )?;
+    use std::os::fd::AsRawFd;
+    let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     Ok(())
-}
-
-trait RawCompat {
-    fn as_raw_fd_compat(&self) -> std::os::fd::RawFd;
-}
-impl RawCompat for BorrowedFd<'_> {
-    fn as_raw_fd_compat(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(self)
-    }
 }
 
 /// Waits until `fd` is readable (or hung up), at most `timeout`.

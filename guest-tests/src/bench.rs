@@ -6,30 +6,12 @@
 
 use anyhow::{ensure, Context, Result};
 use io_uring::IoUring;
-use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use uring_getdents::{getdents64, DirFd, DirentIter, Getdents};
 
-fn open_dir(path: &Path) -> Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_encoded_bytes())?;
-    // SAFETY: valid NUL-terminated path.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    ensure!(
-        fd >= 0,
-        "open {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: freshly opened, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
+use crate::getdents::open_dir;
 
 fn count(buf: &[u8]) -> usize {
     DirentIter::new(buf).count()

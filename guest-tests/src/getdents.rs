@@ -97,7 +97,8 @@ fn parse(buf: &[u8]) -> Result<Vec<Rec>> {
         .collect()
 }
 
-fn open_dir(path: &Path) -> Result<OwnedFd> {
+/// Opens a directory for reading (O_DIRECTORY, O_CLOEXEC).
+pub(crate) fn open_dir(path: &Path) -> Result<OwnedFd> {
     open_flags(path, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)
 }
 

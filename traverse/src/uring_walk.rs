@@ -28,6 +28,9 @@ const DIR_BUF: usize = 32 * 1024;
 /// A stat slower than this went to the disk: the directory's remaining entries are
 /// stat'ed through the ring, where many can wait for the disk at once.
 const INLINE_STAT_LIMIT: std::time::Duration = std::time::Duration::from_micros(50);
+/// ... or this many times the typical cached call on this machine, whichever is more
+/// (under emulation a cached stat alone can take tens of microseconds).
+const SLOW_FACTOR: u32 = 8;
 /// After a trip to the disk, this many new directories start in ring mode before
 /// inline work is tried again: a cold tree stays cold for a while.
 const RING_MODE_DIRS: usize = 256;
@@ -91,6 +94,8 @@ struct Walker {
     ring_mode_dirs: usize,
     /// A reserve walker: takes work only once the walk went cold.
     reserve: bool,
+    /// Moving average of fast inline calls.
+    typical_call: std::time::Duration,
     /// Times this walker waited for the disk; the reserve is woken at `COLD_AFTER`.
     disk_waits: usize,
 }
@@ -229,6 +234,7 @@ impl Walker {
             spare_bufs: Vec::new(),
             ring_mode_dirs: 0,
             reserve,
+            typical_call: std::time::Duration::ZERO,
             disk_waits: 0,
         })
     }
@@ -464,7 +470,7 @@ impl Walker {
             }
             let started = std::time::Instant::now();
             let res = sys::statx_at(Some(std::os::fd::AsFd::as_fd(&d.fd)), &name);
-            if started.elapsed() > INLINE_STAT_LIMIT {
+            if self.is_slow(started.elapsed()) {
                 self.went_to_disk(idx);
             }
             // Pending entries hold `users`, so the directory outlives this call.
@@ -610,6 +616,18 @@ impl Walker {
         }
     }
 
+    /// Was an inline call slow enough to have waited for the disk? Fast calls train
+    /// the estimate of a cached call.
+    fn is_slow(&mut self, took: std::time::Duration) -> bool {
+        let limit = INLINE_STAT_LIMIT.max(self.typical_call * SLOW_FACTOR);
+        if took > limit {
+            return true;
+        }
+        // Moving average over about 16 calls.
+        self.typical_call = (self.typical_call * 15 + took) / 16;
+        false
+    }
+
     /// An inline call had to wait for the disk: this directory's remaining work and the
     /// next `RING_MODE_DIRS` directories go through the ring, where many can wait at once.
     fn went_to_disk(&mut self, dir: usize) {
@@ -623,7 +641,7 @@ impl Walker {
     fn open_inline(&mut self, parent: usize, name: CString) {
         let started = std::time::Instant::now();
         let opened = sys::open_dir_at(Some(std::os::fd::AsFd::as_fd(&self.dir(parent).fd)), &name);
-        if started.elapsed() > INLINE_STAT_LIMIT {
+        if self.is_slow(started.elapsed()) {
             self.went_to_disk(parent);
         }
         if is_out_of_fds(&opened) {

@@ -31,6 +31,8 @@ const INLINE_STAT_LIMIT: std::time::Duration = std::time::Duration::from_micros(
 /// ... or this many times the typical cached call on this machine, whichever is more
 /// (under emulation a cached stat alone can take tens of microseconds).
 const SLOW_FACTOR: u32 = 8;
+/// The largest a single call counts in the estimate of a cached call.
+const TYPICAL_CAP: std::time::Duration = std::time::Duration::from_micros(20);
 /// After a trip to the disk, this many new directories start in ring mode before
 /// inline work is tried again: a cold tree stays cold for a while.
 const RING_MODE_DIRS: usize = 256;
@@ -623,8 +625,9 @@ impl Walker {
         if took > limit {
             return true;
         }
-        // Moving average over about 16 calls.
-        self.typical_call = (self.typical_call * 15 + took) / 16;
+        // Moving average over about 16 calls, each counted at most at TYPICAL_CAP so
+        // that a stream of moderately slow (disk) calls cannot raise the bar for itself.
+        self.typical_call = (self.typical_call * 15 + took.min(TYPICAL_CAP)) / 16;
         false
     }
 

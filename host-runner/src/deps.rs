@@ -67,6 +67,10 @@ pub const KERNEL_BUILD: &[Package] = &[
         name: "xz-utils",
         provides: "/usr/bin/xz",
     },
+    Package {
+        name: "patch",
+        provides: "/usr/bin/patch",
+    },
 ];
 
 /// The packages of `wanted` that are not installed.

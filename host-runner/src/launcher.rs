@@ -244,14 +244,26 @@ fn listen(plan: &ChannelPlan) -> Result<Socket> {
 
 fn spawn_logged(program: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<Reaped> {
     let out = std::fs::File::create(log)?;
-    let child = Command::new(program)
-        .args(args)
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
         // Its own process group: a Ctrl-C on the terminal is for the job, which the
         // runner forwards; it must not kill QEMU or the backend.
-        .process_group(0)
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent. Outside
+    // the terminal's process group, QEMU would outlive a runner killed by a signal;
+    // the parent-death signal ends it with the thread that started it.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
         .spawn()
         .with_context(|| format!("starting {}", program.display()))?;
     Ok(Reaped(child))

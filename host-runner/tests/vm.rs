@@ -242,3 +242,57 @@ fn virtio_serial_fallback_channel_works() {
     assert_eq!(text(&out.stdout), "over serial\n");
     assert_eq!(text(&out.stderr), "err\n");
 }
+
+/// Child processes of `pid`, from /proc.
+fn children_of(pid: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let ppid: Option<u32> = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        if ppid == Some(pid) {
+            out.push(e.file_name().to_string_lossy().parse().unwrap_or(0));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_killed_runner_takes_its_vm_with_it() {
+    let mut child = run_in_vm()
+        .args(["--no-src", "sh", "-c", "echo ready; sleep 1000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run-in-vm starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let vm_processes = children_of(child.id());
+    assert!(
+        !vm_processes.is_empty(),
+        "QEMU and the daemon run as children"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let alive: Vec<_> = vm_processes
+            .iter()
+            .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+            .collect();
+        if alive.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after the runner died: {alive:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

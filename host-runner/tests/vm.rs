@@ -96,9 +96,8 @@ fn megabytes_of_stdout_and_stderr_arrive_complete_and_separate() {
     assert_eq!(sha(&vm.stderr), sha(&host.stderr), "stderr differs");
 }
 
-/// Starts `script` under run-in-vm, waits for its "ready" line, sends `sig` to the
-/// runner, and returns the rest of stdout and the exit status.
-fn signal_job(script: &str, sig: nix::sys::signal::Signal) -> (String, Option<i32>) {
+/// Starts `script` under run-in-vm and waits for its first line, "ready".
+fn start_until_ready(script: &str) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
     let mut child = run_in_vm()
         .args(["--no-src", "--timeout", "120", "sh", "-c", script])
         .stdout(Stdio::piped())
@@ -109,6 +108,13 @@ fn signal_job(script: &str, sig: nix::sys::signal::Signal) -> (String, Option<i3
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "ready\n");
+    (child, stdout)
+}
+
+/// Starts `script` under run-in-vm, waits for its "ready" line, sends `sig` to the
+/// runner, and returns the rest of stdout and the exit status.
+fn signal_job(script: &str, sig: nix::sys::signal::Signal) -> (String, Option<i32>) {
+    let (mut child, mut stdout) = start_until_ready(script);
     // Give background processes a moment to install their traps.
     std::thread::sleep(Duration::from_millis(300));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
@@ -263,16 +269,7 @@ fn children_of(pid: u32) -> Vec<i32> {
 
 #[test]
 fn a_killed_runner_takes_its_vm_with_it() {
-    let mut child = run_in_vm()
-        .args(["--no-src", "sh", "-c", "echo ready; sleep 1000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run-in-vm starts");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let (mut child, _stdout) = start_until_ready("echo ready; sleep 1000");
     let vm_processes = children_of(child.id());
     assert!(
         !vm_processes.is_empty(),

@@ -11,7 +11,7 @@ use crate::count::{EntryStat, Tally, Totals, WalkError};
 use crate::sys;
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use uring_getdents::{getdents64, DirentIter};
@@ -171,8 +171,22 @@ fn walk_within(fd: OwnedFd, path: PathBuf, st: &EntryStat, budget: usize, tally:
                 tally.error(format!("lost the descriptor of '{}'", top.path.display()));
                 continue;
             };
-            let opened = sys::open_dir_at(Some(parent_fd.as_fd()), &name)
-                .and_then(|fd| sys::statx_at(Some(fd.as_fd()), c".").map(|st| (fd, st)));
+            let parent_raw = parent_fd.as_raw_fd();
+            let open_child = || {
+                // SAFETY: the innermost frame owns `parent_raw`; release_oldest never
+                // closes the innermost frame's descriptor.
+                let parent = unsafe { BorrowedFd::borrow_raw(parent_raw) };
+                sys::open_dir_at(Some(parent), &name)
+                    .and_then(|fd| sys::statx_at(Some(fd.as_fd()), c".").map(|st| (fd, st)))
+            };
+            let mut opened = open_child();
+            // Other threads of the process hold descriptors too: when the process runs
+            // out, give one of ours back and try once more.
+            if matches!(&opened, Err(e) if e.raw_os_error() == Some(libc::EMFILE))
+                && release_oldest(&mut stack, &mut open)
+            {
+                opened = open_child();
+            }
             match opened {
                 Ok((fd, st)) => {
                     if open >= budget {
@@ -233,13 +247,17 @@ fn enter(
     }
 }
 
-/// Closes the descriptor of the outermost frame that still has one.
-fn release_oldest(stack: &mut [Frame], open: &mut usize) {
+/// Closes the descriptor of the outermost frame that still has one; false if none.
+fn release_oldest(stack: &mut [Frame], open: &mut usize) -> bool {
     // The innermost frame is about to open a child through its descriptor: keep it.
     let keep = stack.len().saturating_sub(1);
-    if let Some(f) = stack[..keep].iter_mut().find(|f| f.fd.is_some()) {
-        f.fd = None;
-        *open -= 1;
+    match stack[..keep].iter_mut().find(|f| f.fd.is_some()) {
+        Some(f) => {
+            f.fd = None;
+            *open -= 1;
+            true
+        }
+        None => false,
     }
 }
 

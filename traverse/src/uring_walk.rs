@@ -290,14 +290,17 @@ impl Walker {
         }
     }
 
-    /// Hands half of the queued subdirectories, oldest first (the biggest subtrees,
+    /// Hands up to half of the queued subdirectories, oldest first (the biggest subtrees,
     /// likely), to idle threads, opened here so the receivers need nothing of ours.
     fn donate(&mut self, shared: &Shared) {
         if shared.hungry.load(Ordering::Relaxed) == 0 || self.to_open.is_empty() {
             return;
         }
+        // At most one gift per hungry walker: gifts wait in the queue holding a
+        // descriptor that no walker's budget counts.
+        let hungry = shared.hungry.load(Ordering::Relaxed);
         let mut gifts = Vec::new();
-        for _ in 0..self.to_open.len().div_ceil(2) {
+        for _ in 0..self.to_open.len().div_ceil(2).min(hungry) {
             let Some((parent, name)) = self.to_open.pop_front() else {
                 break;
             };

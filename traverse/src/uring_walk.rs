@@ -296,11 +296,11 @@ impl Walker {
         if shared.hungry.load(Ordering::Relaxed) == 0 || self.to_open.is_empty() {
             return;
         }
-        // At most one gift per hungry walker: gifts wait in the queue holding a
-        // descriptor that no walker's budget counts.
+        // Gifts wait in the queue holding descriptors that no walker's budget counts:
+        // at most one walker's budget per hungry walker.
         let hungry = shared.hungry.load(Ordering::Relaxed);
         let mut gifts = Vec::new();
-        for _ in 0..self.to_open.len().div_ceil(2).min(hungry) {
+        for _ in 0..self.to_open.len().div_ceil(2).min(self.budget * hungry) {
             let Some((parent, name)) = self.to_open.pop_front() else {
                 break;
             };

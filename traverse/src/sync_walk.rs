@@ -204,18 +204,33 @@ fn walk_within(fd: OwnedFd, path: PathBuf, st: &EntryStat, budget: usize, tally:
         if done.fd.is_some() {
             open -= 1;
         }
-        if let (Some(parent), Some(child_fd)) = (stack.last_mut(), done.fd.as_ref()) {
-            if parent.fd.is_none() {
-                match reopen_parent(child_fd, parent.dev, parent.ino) {
-                    Ok(fd) => {
-                        parent.fd = Some(fd);
-                        open += 1;
-                    }
-                    Err(e) => {
-                        tally.error(format!("cannot return to '{}': {e}", parent.path.display()));
-                        parent.next = parent.subdirs.len();
-                    }
-                }
+        let Some(child_fd) = done.fd.as_ref() else {
+            continue;
+        };
+        if stack.last().is_none_or(|p| p.fd.is_some()) {
+            continue;
+        }
+        let Some((dev, ino)) = stack.last().map(|p| (p.dev, p.ino)) else {
+            continue;
+        };
+        let mut reopened = reopen_parent(child_fd, dev, ino);
+        // Out of descriptors (other threads hold some): give one back, try once more.
+        if matches!(&reopened, Err(e) if e.raw_os_error() == Some(libc::EMFILE))
+            && release_oldest(&mut stack, &mut open)
+        {
+            reopened = reopen_parent(child_fd, dev, ino);
+        }
+        let Some(parent) = stack.last_mut() else {
+            continue;
+        };
+        match reopened {
+            Ok(fd) => {
+                parent.fd = Some(fd);
+                open += 1;
+            }
+            Err(e) => {
+                tally.error(format!("cannot return to '{}': {e}", parent.path.display()));
+                parent.next = parent.subdirs.len();
             }
         }
     }

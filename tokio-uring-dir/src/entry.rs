@@ -91,6 +91,31 @@ enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileType(Kind);
 
+impl From<std::fs::FileType> for FileType {
+    /// The same classification from a std file type (what `std::fs` reports).
+    fn from(t: std::fs::FileType) -> Self {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if t.is_dir() {
+            Kind::Dir
+        } else if t.is_file() {
+            Kind::File
+        } else if t.is_symlink() {
+            Kind::Symlink
+        } else if t.is_block_device() {
+            Kind::BlockDevice
+        } else if t.is_char_device() {
+            Kind::CharDevice
+        } else if t.is_fifo() {
+            Kind::Fifo
+        } else if t.is_socket() {
+            Kind::Socket
+        } else {
+            Kind::Other
+        };
+        FileType(kind)
+    }
+}
+
 impl FileType {
     /// From a `d_type`; `None` for `DT_UNKNOWN` and anything unexpected, which need a stat.
     pub(crate) fn from_d_type(d_type: u8) -> Option<Self> {

@@ -58,24 +58,7 @@ pub fn odd_names() -> Vec<OsString> {
 }
 
 pub fn std_kind(t: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_dir() {
-        "dir"
-    } else if t.is_file() {
-        "file"
-    } else if t.is_symlink() {
-        "symlink"
-    } else if t.is_fifo() {
-        "fifo"
-    } else if t.is_socket() {
-        "socket"
-    } else if t.is_block_device() {
-        "block"
-    } else if t.is_char_device() {
-        "char"
-    } else {
-        "other"
-    }
+    our_kind(FileType::from(t))
 }
 
 pub fn our_kind(t: FileType) -> &'static str {

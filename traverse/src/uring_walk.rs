@@ -14,7 +14,7 @@ use io_uring::{opcode, types, IoUring};
 use std::collections::VecDeque;
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -40,8 +40,6 @@ const RING_MODE_DIRS: usize = 256;
 /// walkers join. A warm walk of the Linux tree sees a handful (preemption, faults);
 /// a cold one thousands.
 const COLD_AFTER: usize = 16;
-/// user_data of requests whose completion needs no handling (closes).
-const IGNORE: u64 = u64::MAX;
 
 struct Dir {
     fd: OwnedFd,
@@ -376,23 +374,11 @@ impl Walker {
             // Reused: zeroing a fresh 32 KiB buffer per directory cost more than 10% of
             // a warm walk.
             self.spare_bufs.push(d.buf);
-            // Close through the ring: batched with the other requests, result unused.
-            let raw = d.fd.into_raw_fd();
-            let sqe = opcode::Close::new(types::Fd(raw)).build().user_data(IGNORE);
-            self.push_or_close(sqe, raw);
+            // Closed here rather than through the ring: a queued CLOSE would keep the
+            // descriptor allocated after the budget already counted it free.
+            drop(d.fd);
             self.free_dirs.push(idx);
             self.open_dirs -= 1;
-        }
-    }
-
-    fn push_or_close(&mut self, sqe: io_uring::squeue::Entry, raw: RawFd) {
-        // SAFETY: a close names no memory; the descriptor is ours and forgotten above.
-        let pushed = unsafe { self.ring.submission().push(&sqe).is_ok() };
-        if pushed {
-            self.in_flight += 1;
-        } else {
-            // SAFETY: as above; the ring is full, so close it directly instead.
-            drop(unsafe { OwnedFd::from_raw_fd(raw) });
         }
     }
 
@@ -614,9 +600,7 @@ impl Walker {
                 .collect();
             for (ud, res) in done {
                 self.in_flight -= 1;
-                if ud != IGNORE {
-                    self.complete(ud as usize, res);
-                }
+                self.complete(ud as usize, res);
             }
         }
     }

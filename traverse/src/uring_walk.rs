@@ -40,6 +40,10 @@ const RING_MODE_DIRS: usize = 256;
 /// walkers join. A warm walk of the Linux tree sees a handful (preemption, faults);
 /// a cold one thousands.
 const COLD_AFTER: usize = 16;
+/// Two slow inline calls at most this many calls apart mean a cold tree; a lone one is
+/// more likely preemption or a page fault (a warm walk of the Linux tree on a busy
+/// machine sees one every few thousand calls).
+const SLOW_WINDOW: usize = 256;
 
 struct Dir {
     fd: OwnedFd,
@@ -98,6 +102,25 @@ struct Walker {
     typical_call: std::time::Duration,
     /// Times this walker waited for the disk; the reserve is woken at `COLD_AFTER`.
     disk_waits: usize,
+    /// Inline calls timed so far, and the number of the last slow one.
+    inline_calls: usize,
+    last_slow_call: Option<usize>,
+    /// Counters for `TRAVERSE_DEBUG`.
+    debug: Debug,
+}
+
+/// What one walker did, printed to stderr at the end when `TRAVERSE_DEBUG` is set:
+/// the numbers behind tuning the constants above.
+#[derive(Default, Debug)]
+struct Debug {
+    idle: std::time::Duration,
+    dirs: usize,
+    inline_stats: usize,
+    ring_stats: usize,
+    donated: usize,
+    claims: usize,
+    waits: usize,
+    disk_waits: usize,
 }
 
 /// Counts `path` with io_uring.
@@ -152,8 +175,15 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
             .map(|i| {
                 let shared = &shared;
                 s.spawn(move || {
-                    let result = Walker::new(use_op, total, i >= threads)
-                        .and_then(|mut w| w.run(shared).map(|()| w.tally));
+                    let result = Walker::new(use_op, total, i >= threads).and_then(|mut w| {
+                        let t0 = std::time::Instant::now();
+                        let r = w.run(shared);
+                        if std::env::var_os("TRAVERSE_DEBUG").is_some() {
+                            w.debug.disk_waits = w.disk_waits;
+                            eprintln!("walker {i}: {:?} total {:?}", w.debug, t0.elapsed());
+                        }
+                        r.map(|()| w.tally)
+                    });
                     if result.is_err() {
                         // Nobody may wait for this thread's work any more.
                         if let Ok(mut q) = shared.queue.lock() {
@@ -236,6 +266,9 @@ impl Walker {
             reserve,
             typical_call: std::time::Duration::ZERO,
             disk_waits: 0,
+            inline_calls: 0,
+            last_slow_call: None,
+            debug: Debug::default(),
         })
     }
 
@@ -257,6 +290,7 @@ impl Walker {
             if may_take {
                 if let Some((fd, path)) = q.dirs.pop() {
                     drop(q);
+                    self.debug.claims += 1;
                     self.add_dir(fd, path);
                     return true;
                 }
@@ -275,7 +309,11 @@ impl Walker {
                 shared.wake.notify_all();
                 return false;
             }
-            q = match shared.wake.wait(q) {
+            let t0 = std::time::Instant::now();
+            self.debug.waits += 1;
+            let r = shared.wake.wait(q);
+            self.debug.idle += t0.elapsed();
+            q = match r {
                 Ok(q) => q,
                 Err(_) => return false,
             };
@@ -320,6 +358,7 @@ impl Walker {
             }
             self.maybe_finish(parent);
         }
+        self.debug.donated += gifts.len();
         if let Ok(mut q) = shared.queue.lock() {
             q.dirs.extend(gifts);
             shared.wake.notify_all();
@@ -349,6 +388,7 @@ impl Walker {
             }
         };
         self.open_dirs += 1;
+        self.debug.dirs += 1;
         if self.use_op {
             self.to_list.push_back(idx);
         } else {
@@ -461,6 +501,7 @@ impl Walker {
             }
             let started = std::time::Instant::now();
             let res = sys::statx_at(Some(std::os::fd::AsFd::as_fd(&d.fd)), &name);
+            self.debug.inline_stats += 1;
             if self.is_slow(started.elapsed()) {
                 self.went_to_disk(idx);
             }
@@ -490,7 +531,7 @@ impl Walker {
     }
 
     /// Moves queued work into the submission queue. Returns false when nothing fits.
-    fn fill(&mut self) {
+    fn fill(&mut self, shared: &Shared) {
         loop {
             if self.in_flight >= self.max_in_flight || self.ring.submission().is_full() {
                 return;
@@ -509,6 +550,7 @@ impl Walker {
                 .flags(libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT)
                 .mask(sys::STATX_MASK)
                 .build();
+                self.debug.ring_stats += 1;
                 let i = self.new_op(Op::Statx { dir, name, out });
                 (sqe, i)
             } else if let Some(dir) = self.to_list.pop_front() {
@@ -530,6 +572,9 @@ impl Walker {
                     // The parent's entries were cached: its subdirectories most likely
                     // too, so open inline instead of a round trip through the ring.
                     self.open_inline(parent, name);
+                    // An inline open lists and stats the child at once, so this loop can
+                    // run for the whole subtree: share work as soon as someone is idle.
+                    self.donate(shared);
                     continue;
                 }
                 let fd = self.dir(parent).fd.as_raw_fd();
@@ -569,7 +614,7 @@ impl Walker {
                 }
             }
             self.donate(shared);
-            self.fill();
+            self.fill(shared);
             if self.in_flight == 0 {
                 if !self.local_work_left() {
                     continue;
@@ -608,6 +653,7 @@ impl Walker {
     /// Was an inline call slow enough to have waited for the disk? Fast calls train
     /// the estimate of a cached call.
     fn is_slow(&mut self, took: std::time::Duration) -> bool {
+        self.inline_calls += 1;
         let limit = INLINE_STAT_LIMIT.max(self.typical_call * SLOW_FACTOR);
         if took > limit {
             return true;
@@ -618,12 +664,20 @@ impl Walker {
         false
     }
 
-    /// An inline call had to wait for the disk: this directory's remaining work and the
-    /// next `RING_MODE_DIRS` directories go through the ring, where many can wait at once.
+    /// An inline call was slow: this directory's remaining work goes through the ring.
+    /// A second slow call soon after means the tree is cold, not that this thread was
+    /// preempted: then the next `RING_MODE_DIRS` directories start in ring mode too and
+    /// the wait counts towards waking the reserve.
     fn went_to_disk(&mut self, dir: usize) {
         self.dir(dir).stat_inline = false;
-        self.ring_mode_dirs = RING_MODE_DIRS;
-        self.disk_waits += 1;
+        let recent = self
+            .last_slow_call
+            .is_some_and(|at| self.inline_calls - at <= SLOW_WINDOW);
+        self.last_slow_call = Some(self.inline_calls);
+        if recent {
+            self.ring_mode_dirs = RING_MODE_DIRS;
+            self.disk_waits += 1;
+        }
     }
 
     /// Opens a subdirectory on this thread; a slow open (disk) turns the parent's

@@ -505,6 +505,7 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
         ],
         channel: launcher::ChannelChoice::Auto,
         verbose_kernel: false,
+        kernel_args: Vec::new(),
     };
     let mut cap = Capture::default();
     let report = launcher::run_vm(&req, &caps, &mut cap, None)?;

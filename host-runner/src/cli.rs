@@ -85,6 +85,9 @@ pub struct VmArgs {
     /// Keep the kernel's boot messages in the console log (slower under TCG).
     #[arg(long)]
     pub verbose_kernel: bool,
+    /// Extra kernel command-line parameter, e.g. `profile=2` (repeatable).
+    #[arg(long = "kernel-arg", value_name = "PARAM")]
+    pub kernel_args: Vec<String>,
 }
 
 /// `run` / `run-in-vm`.
@@ -237,6 +240,7 @@ pub fn vm_request(
         disks: Vec::new(),
         channel: vm.channel,
         verbose_kernel: vm.verbose_kernel,
+        kernel_args: vm.kernel_args.clone(),
     })
 }
 

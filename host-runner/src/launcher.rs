@@ -55,6 +55,8 @@ pub struct VmRequest {
     pub channel: ChannelChoice,
     /// Show kernel boot messages on the console log.
     pub verbose_kernel: bool,
+    /// Extra kernel command-line parameters, appended after the runner's own.
+    pub kernel_args: Vec<String>,
 }
 
 /// Where guest output goes.
@@ -296,6 +298,7 @@ pub fn run_vm(
         channel: channel.clone(),
         console_log: console_log.clone(),
         quiet_kernel: !req.verbose_kernel,
+        extra_kernel_args: req.kernel_args.clone(),
     };
     let listener = listen(&channel)?;
 

@@ -98,6 +98,8 @@ pub struct VmConfig {
     pub console_log: PathBuf,
     /// Pass `quiet` to the kernel: printing boot messages over the emulated UART is slow.
     pub quiet_kernel: bool,
+    /// Parameters the user asked for, after ours (the kernel lets later ones win).
+    pub extra_kernel_args: Vec<String>,
 }
 
 /// The kernel command line for `cfg`.
@@ -119,6 +121,7 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
         args.push("quiet".into());
     }
     args.push(format!("vmjob.channel={}", cfg.channel.guest_param()));
+    args.extend(cfg.extra_kernel_args.iter().cloned());
     args.join(" ")
 }
 
@@ -266,6 +269,7 @@ mod tests {
             channel,
             console_log: "/t/console.log".into(),
             quiet_kernel: true,
+            extra_kernel_args: Vec::new(),
         }
     }
 
@@ -308,6 +312,17 @@ mod tests {
             socket: "/t/s".into(),
         }));
         assert!(serial.ends_with("vmjob.channel=virtio-serial:vmjob"));
+    }
+
+    #[test]
+    fn user_kernel_args_come_last() {
+        let mut c = cfg(vhost_user());
+        c.extra_kernel_args = vec!["profile=2".into(), "quiet=0".into()];
+        let line = kernel_cmdline(&c);
+        assert!(
+            line.ends_with("vmjob.channel=vsock:1024 profile=2 quiet=0"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 pub mod cli;
 mod count;
+mod stopwatch;
 mod sync_walk;
 mod sys;
 mod tokio_walk;

@@ -9,6 +9,7 @@
 //! are taken newest first, so the walk stays depth first and memory stays bounded.
 
 use crate::count::{Tally, Totals, WalkError};
+use crate::stopwatch::{self, Tick};
 use crate::sys;
 use io_uring::{opcode, types, IoUring};
 use std::collections::VecDeque;
@@ -30,7 +31,7 @@ const DIR_BUF: usize = 32 * 1024;
 const INLINE_STAT_LIMIT: std::time::Duration = std::time::Duration::from_micros(50);
 /// ... or this many times the typical cached call on this machine, whichever is more
 /// (under emulation a cached stat alone can take tens of microseconds).
-const SLOW_FACTOR: u32 = 8;
+const SLOW_FACTOR: u64 = 8;
 /// The largest a single call counts in the estimate of a cached call.
 const TYPICAL_CAP: std::time::Duration = std::time::Duration::from_micros(20);
 /// After a trip to the disk, this many new directories start in ring mode before
@@ -99,7 +100,10 @@ struct Walker {
     /// A reserve walker: takes work only once the walk went cold.
     reserve: bool,
     /// Moving average of fast inline calls.
-    typical_call: std::time::Duration,
+    typical_call: u64,
+    /// `INLINE_STAT_LIMIT` and `TYPICAL_CAP` in stopwatch ticks.
+    slow_limit: u64,
+    typical_cap: u64,
     /// Times this walker waited for the disk; the reserve is woken at `COLD_AFTER`.
     disk_waits: usize,
     /// Inline calls timed so far, and the number of the last slow one.
@@ -280,7 +284,9 @@ impl Walker {
             spare_bufs: Vec::new(),
             ring_mode_dirs: 0,
             reserve,
-            typical_call: std::time::Duration::ZERO,
+            typical_call: 0,
+            slow_limit: stopwatch::ticks(INLINE_STAT_LIMIT),
+            typical_cap: stopwatch::ticks(TYPICAL_CAP),
             disk_waits: 0,
             inline_calls: 0,
             last_slow_call: None,
@@ -515,7 +521,7 @@ impl Walker {
                 self.to_stat.push_back((idx, name));
                 return;
             }
-            let started = std::time::Instant::now();
+            let started = Tick::now();
             let res = sys::statx_at(Some(std::os::fd::AsFd::as_fd(&d.fd)), &name);
             self.debug.inline_stats += 1;
             if self.is_slow(started.elapsed()) {
@@ -668,15 +674,15 @@ impl Walker {
 
     /// Was an inline call slow enough to have waited for the disk? Fast calls train
     /// the estimate of a cached call.
-    fn is_slow(&mut self, took: std::time::Duration) -> bool {
+    fn is_slow(&mut self, took: u64) -> bool {
         self.inline_calls += 1;
-        let limit = INLINE_STAT_LIMIT.max(self.typical_call * SLOW_FACTOR);
+        let limit = self.slow_limit.max(self.typical_call * SLOW_FACTOR);
         if took > limit {
             return true;
         }
         // Moving average over about 16 calls, each counted at most at TYPICAL_CAP so
         // that a stream of moderately slow (disk) calls cannot raise the bar for itself.
-        self.typical_call = (self.typical_call * 15 + took.min(TYPICAL_CAP)) / 16;
+        self.typical_call = (self.typical_call * 15 + took.min(self.typical_cap)) / 16;
         false
     }
 
@@ -699,7 +705,7 @@ impl Walker {
     /// Opens a subdirectory on this thread; a slow open (disk) turns the parent's
     /// remaining work over to the ring.
     fn open_inline(&mut self, parent: usize, name: CString) {
-        let started = std::time::Instant::now();
+        let started = Tick::now();
         let opened = sys::open_dir_at(Some(std::os::fd::AsFd::as_fd(&self.dir(parent).fd)), &name);
         if self.is_slow(started.elapsed()) {
             self.went_to_disk(parent);

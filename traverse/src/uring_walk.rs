@@ -109,14 +109,14 @@ struct Walker {
     /// Inline calls timed so far, and the number of the last slow one.
     inline_calls: usize,
     last_slow_call: Option<usize>,
-    /// Counters for `TRAVERSE_DEBUG`.
-    debug: Debug,
+    /// Counters printed with `TRAVERSE_DEBUG`.
+    debug: WalkerCounters,
 }
 
 /// What one walker did, printed to stderr at the end when `TRAVERSE_DEBUG` is set:
 /// the numbers behind tuning the constants above.
 #[derive(Default, Debug)]
-struct Debug {
+struct WalkerCounters {
     idle: std::time::Duration,
     dirs: usize,
     inline_stats: usize,
@@ -290,7 +290,7 @@ impl Walker {
             disk_waits: 0,
             inline_calls: 0,
             last_slow_call: None,
-            debug: Debug::default(),
+            debug: WalkerCounters::default(),
         })
     }
 

@@ -41,6 +41,12 @@ pub fn tests() -> Vec<Test> {
             needs: "cpus=2 mem=1024 timeout=900",
             run: cold,
         },
+        Test {
+            // Without the op the uring engine lists with getdents64 on its own threads.
+            name: "traverse_cold_cache_stock_kernel",
+            needs: "cpus=2 mem=1024 timeout=900 kernel=stock",
+            run: cold_stock,
+        },
     ]
 }
 
@@ -228,6 +234,14 @@ fn two_cpus() -> Result<()> {
         check_all(root, false)?;
     }
     Ok(())
+}
+
+fn cold_stock() -> Result<()> {
+    ensure!(
+        !uring_getdents::detect().is_available(),
+        "the stock kernel reports IORING_OP_GETDENTS"
+    );
+    cold()
 }
 
 /// Reads completed so far by the block device holding `path` (/sys/dev/block/M:m/stat).

@@ -37,6 +37,11 @@ pub fn tests() -> Vec<Test> {
             run: two_cpus,
         },
         Test {
+            name: "traverse_uring_engine_with_io_uring_disabled",
+            needs: "",
+            run: io_uring_disabled,
+        },
+        Test {
             name: "traverse_cold_cache_ext2_2_cpus",
             needs: "cpus=2 mem=1024 timeout=900",
             run: cold,
@@ -233,6 +238,27 @@ fn two_cpus() -> Result<()> {
     for _ in 0..5 {
         check_all(root, false)?;
     }
+    Ok(())
+}
+
+/// With io_uring refused by the kernel (as under some seccomp profiles) the uring
+/// engine walks without it instead of failing. This VM is the test's own, so the
+/// sysctl needs no restoring.
+fn io_uring_disabled() -> Result<()> {
+    let root = Path::new("/tmp/tv-no-uring");
+    build_mixed(root)?;
+    let (files, bytes, status) = reference(root, false)?;
+    std::fs::write("/proc/sys/kernel/io_uring_disabled", b"2\n")
+        .context("writing kernel.io_uring_disabled")?;
+    ensure!(
+        io_uring::IoUring::new(2).is_err(),
+        "io_uring still works with io_uring_disabled=2"
+    );
+    let (f, b, s, err) = traverse("uring", root, false)?;
+    ensure!(
+        (f, b, s) == (files, bytes, status),
+        "uring without io_uring: {f} files {b} bytes status {s:?}, du/find {files} files {bytes} bytes status {status:?}; stderr: {err}"
+    );
     Ok(())
 }
 

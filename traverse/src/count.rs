@@ -66,11 +66,8 @@ impl Tally {
             self.totals.files += 1;
         }
         // Directories cannot be hard-linked; their nlink counts subdirectories.
-        if st.nlink > 1 && !st.is_dir() {
-            if self.linked.contains_key(&(st.dev, st.ino)) {
-                return;
-            }
-            self.linked.insert((st.dev, st.ino), st.size);
+        if st.nlink > 1 && !st.is_dir() && self.linked.insert((st.dev, st.ino), st.size).is_some() {
+            return;
         }
         self.totals.bytes += st.size;
     }

@@ -72,9 +72,9 @@ pub fn read_dir_counting(
                 }
                 // Removed since it was listed: skipped, as du does.
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => tally.error(format!(
-                    "cannot access '{}': {e}",
-                    path.join(OsStr::from_bytes(name.as_bytes())).display()
+                Err(e) => tally.error(sys::cannot_access(
+                    &path.join(OsStr::from_bytes(name.as_bytes())),
+                    &e,
                 )),
             }
         }
@@ -104,7 +104,7 @@ pub fn count_long_path(path: &Path, count_self: bool, tally: &mut Tally) {
         Ok(r) => r,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return,
         Err(e) => {
-            tally.error(format!("cannot access '{}': {e}", path.display()));
+            tally.error(sys::cannot_access(path, &e));
             return;
         }
     };
@@ -207,10 +207,12 @@ fn walk_within(fd: OwnedFd, path: PathBuf, st: &EntryStat, budget: usize, tally:
         let Some(child_fd) = done.fd.as_ref() else {
             continue;
         };
-        if stack.last().is_none_or(|p| p.fd.is_some()) {
-            continue;
-        }
-        let Some((dev, ino)) = stack.last().map(|p| (p.dev, p.ino)) else {
+        // The parent still open (or none left): nothing to reopen.
+        let Some((dev, ino)) = stack
+            .last()
+            .filter(|p| p.fd.is_none())
+            .map(|p| (p.dev, p.ino))
+        else {
             continue;
         };
         let mut reopened = reopen_parent(child_fd, dev, ino);

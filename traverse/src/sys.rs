@@ -87,7 +87,23 @@ pub fn open_dir_budget() -> usize {
 
 /// Formats the error du prints for an unreadable directory.
 pub fn cannot_read(path: &std::path::Path, err: &io::Error) -> String {
+    format!(
+        "cannot read directory '{}': {}",
+        path.display(),
+        strerror(err)
+    )
+}
+
+/// Formats the error du prints for an entry it cannot stat.
+pub fn cannot_access(path: &std::path::Path, err: &io::Error) -> String {
+    format!("cannot access '{}': {}", path.display(), strerror(err))
+}
+
+/// The error's text as the C library words it, without Rust's " (os error N)".
+fn strerror(err: &io::Error) -> String {
     let text = err.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    format!("cannot read directory '{}': {text}", path.display())
+    match text.split_once(" (os error") {
+        Some((words, _)) => words.to_owned(),
+        None => text,
+    }
 }

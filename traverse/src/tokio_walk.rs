@@ -109,9 +109,7 @@ async fn read_one(dir: PathBuf) -> Listed {
             Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
                 out.tally.merge(deep_subtree(path, true).await);
             }
-            Err(e) => out
-                .tally
-                .error(format!("cannot access '{}': {e}", path.display())),
+            Err(e) => out.tally.error(crate::sys::cannot_access(&path, &e)),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The io_uring engine: one ring, many directories in flight.
+//! The io_uring engine: one ring per walker thread, many directories in flight.
 //!
 //! Every directory goes OPENAT -> GETDENTS... -> STATX per entry -> CLOSE through the
 //! ring; GETDENTS is IORING_OP_GETDENTS when the kernel has it (detected once, see
@@ -45,6 +45,9 @@ const COLD_AFTER: usize = 16;
 /// more likely preemption or a page fault (a warm walk of the Linux tree on a busy
 /// machine sees one every few thousand calls).
 const SLOW_WINDOW: usize = 256;
+/// Descriptors the sync walker may hold when this walker's budget is spent and it counts
+/// a subtree with it.
+const FALLBACK_BUDGET: usize = 4;
 
 struct Dir {
     fd: OwnedFd,
@@ -78,6 +81,40 @@ enum Op {
     },
 }
 
+/// Settings shared by every walker, read once per walk.
+#[derive(Clone, Copy)]
+struct Config {
+    use_op: bool,
+    /// Directories one walker may keep open.
+    budget: usize,
+    adaptive: bool,
+    max_in_flight: usize,
+    defer_taskrun: bool,
+    iowq_workers: Option<u32>,
+    /// `INLINE_STAT_LIMIT` and `TYPICAL_CAP` in stopwatch ticks.
+    slow_limit: u64,
+    typical_cap: u64,
+    debug: bool,
+}
+
+impl Config {
+    fn from_env(walkers: usize) -> Self {
+        let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+        let set = |name: &str| std::env::var_os(name).is_some();
+        Config {
+            use_op: uring_getdents::detect().is_available(),
+            budget: (sys::open_dir_budget() / walkers).max(2),
+            adaptive: !set("TRAVERSE_RING_STAT"),
+            max_in_flight: number("TRAVERSE_INFLIGHT").unwrap_or(MAX_IN_FLIGHT),
+            defer_taskrun: !set("TRAVERSE_NO_DEFER"),
+            iowq_workers: number("TRAVERSE_IOWQ").map(|n: usize| n as u32),
+            slow_limit: stopwatch::ticks(INLINE_STAT_LIMIT),
+            typical_cap: stopwatch::ticks(TYPICAL_CAP),
+            debug: set("TRAVERSE_DEBUG"),
+        }
+    }
+}
+
 struct Walker {
     ring: IoUring,
     use_op: bool,
@@ -101,7 +138,6 @@ struct Walker {
     reserve: bool,
     /// Moving average of fast inline calls.
     typical_call: u64,
-    /// `INLINE_STAT_LIMIT` and `TYPICAL_CAP` in stopwatch ticks.
     slow_limit: u64,
     typical_cap: u64,
     /// Times this walker waited for the disk; the reserve is woken at `COLD_AFTER`.
@@ -111,6 +147,8 @@ struct Walker {
     last_slow_call: Option<usize>,
     /// Counters printed with `TRAVERSE_DEBUG`.
     debug: WalkerCounters,
+    /// Completions taken from the ring, kept to reuse the allocation.
+    reaped: Vec<(u64, i32)>,
 }
 
 /// What one walker did, printed to stderr at the end when `TRAVERSE_DEBUG` is set:
@@ -124,7 +162,6 @@ struct WalkerCounters {
     donated: usize,
     claims: usize,
     waits: usize,
-    disk_waits: usize,
 }
 
 /// Counts `path` with io_uring.
@@ -161,61 +198,96 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
     // Each walker needs a ring and at least two directories open.
     let total = (threads + reserve).min(sys::open_dir_budget() / 3).max(1);
     let threads = threads.min(total);
+    let cfg = Config::from_env(total);
     let shared = Shared {
         queue: Mutex::new(SharedQueue {
             dirs: vec![(fd, path.to_path_buf())],
+            walkers: total,
             idle: 0,
             hungry: 0,
             done: false,
         }),
         wake: Condvar::new(),
         hungry: AtomicUsize::new(0),
-        threads: total,
         cold: AtomicBool::new(false),
     };
-    let use_op = uring_getdents::detect().is_available();
-    let results: Vec<io::Result<Tally>> = std::thread::scope(|s| {
+    let outcomes: Vec<Outcome> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..total)
             .map(|i| {
-                let shared = &shared;
-                s.spawn(move || {
-                    let result = Walker::new(use_op, total, i >= threads).and_then(|mut w| {
-                        let t0 = std::time::Instant::now();
-                        let r = w.run(shared);
-                        if std::env::var_os("TRAVERSE_DEBUG").is_some() {
-                            w.debug.disk_waits = w.disk_waits;
-                            eprintln!("walker {i}: {:?} total {:?}", w.debug, t0.elapsed());
+                let (shared, cfg) = (&shared, &cfg);
+                s.spawn(move || match Walker::new(cfg, i >= threads) {
+                    Ok(mut w) => {
+                        let started = std::time::Instant::now();
+                        let result = w.run(shared);
+                        if cfg.debug {
+                            eprintln!(
+                                "walker {i}: {:?} disk_waits {} total {:?}",
+                                w.debug,
+                                w.disk_waits,
+                                started.elapsed()
+                            );
                         }
-                        r.map(|()| w.tally)
-                    });
-                    if result.is_err() {
-                        // Nobody may wait for this thread's work any more.
-                        if let Ok(mut q) = shared.queue.lock() {
-                            q.done = true;
-                            shared.wake.notify_all();
+                        match result {
+                            Ok(()) => Outcome::Walked(w.tally),
+                            Err(e) => {
+                                // Its work is lost: nobody may wait for it any more.
+                                shared.finish();
+                                Outcome::Failed(e)
+                            }
                         }
                     }
-                    result
+                    Err(_) => {
+                        // No ring for this walker (locked memory spent, io_uring refused):
+                        // the others do its share.
+                        shared.leave();
+                        Outcome::NoRing
+                    }
                 })
             })
             .collect();
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("walker thread panicked")))
+                h.join().unwrap_or_else(|_| {
+                    shared.finish();
+                    Outcome::Failed(io::Error::other("walker thread panicked"))
+                })
             })
             .collect()
     });
-    for r in results {
-        tally.merge(r.map_err(err)?);
+    let mut walked = false;
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Walked(t) => {
+                tally.merge(t);
+                walked = true;
+            }
+            Outcome::Failed(e) => return Err(err(e)),
+            Outcome::NoRing => {}
+        }
+    }
+    if !walked {
+        // io_uring is unusable here (disabled by sysctl or seccomp): walk without it
+        // rather than fail.
+        return crate::sync_walk::count(path);
     }
     Ok(tally.totals)
+}
+
+/// How one walker thread ended.
+enum Outcome {
+    Walked(Tally),
+    /// Its ring could not be set up; it took no work.
+    NoRing,
+    /// It failed while walking; the counts are incomplete.
+    Failed(io::Error),
 }
 
 /// Work shared between walker threads: opened directories nobody has claimed yet.
 struct SharedQueue {
     dirs: Vec<(OwnedFd, PathBuf)>,
+    /// Walkers taking part (those whose ring could not be set up leave).
+    walkers: usize,
     /// Threads waiting for work, reserve walkers included.
     idle: usize,
     /// Idle threads that take work (reserve walkers only once the walk went cold).
@@ -224,59 +296,84 @@ struct SharedQueue {
     done: bool,
 }
 
+impl SharedQueue {
+    /// Ends the walk when every remaining walker waits and nothing is queued.
+    fn check_done(&mut self) -> bool {
+        if self.idle == self.walkers && self.dirs.is_empty() {
+            self.done = true;
+        }
+        self.done
+    }
+}
+
 struct Shared {
     queue: Mutex<SharedQueue>,
     wake: Condvar,
     /// Idle walkers that take work, read without the lock on the hot path.
     hungry: AtomicUsize,
-    threads: usize,
     /// Some walker waited for the disk: the reserve walkers take part from now on.
     cold: AtomicBool,
 }
 
+impl Shared {
+    /// Stops every walker.
+    fn finish(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.done = true;
+            self.wake.notify_all();
+        }
+    }
+
+    /// A walker that never took work leaves; the walk may be over without it.
+    fn leave(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.walkers -= 1;
+            if q.walkers == 0 || q.check_done() {
+                q.done = true;
+                self.wake.notify_all();
+            }
+        }
+    }
+
+    /// The walk turned cold: wake the reserve, which counts as hungry from now on.
+    fn wake_reserve(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.hungry = q.idle;
+            self.hungry.store(q.hungry, Ordering::Relaxed);
+            self.wake.notify_all();
+        }
+    }
+}
+
 impl Walker {
-    fn new(use_op: bool, threads: usize, reserve: bool) -> io::Result<Self> {
+    fn new(cfg: &Config, reserve: bool) -> io::Result<Self> {
+        let mut builder = IoUring::builder();
+        builder.setup_cqsize(4 * MAX_IN_FLIGHT as u32);
+        let plain = builder.clone();
         // Completions are only reaped by this thread, inside submit_and_wait: with
         // DEFER_TASKRUN the kernel runs their task work there, in one batch, instead of
         // interrupting the walker for each (fewer wake-ups: 4% off a cold walk in the
         // microvm). Kernels before 6.1 refuse the flags; then the plain ring.
-        let plain = || {
-            IoUring::builder()
-                .setup_cqsize(4 * MAX_IN_FLIGHT as u32)
-                .build(256)
-        };
-        let ring = if std::env::var_os("TRAVERSE_NO_DEFER").is_some() {
-            plain()?
-        } else {
-            IoUring::builder()
-                .setup_cqsize(4 * MAX_IN_FLIGHT as u32)
-                .setup_single_issuer()
-                .setup_defer_taskrun()
-                .build(256)
-                .or_else(|_| plain())?
-        };
-        if let Some(n) = std::env::var("TRAVERSE_IOWQ")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-        {
+        if cfg.defer_taskrun {
+            builder.setup_single_issuer().setup_defer_taskrun();
+        }
+        let ring = builder.build(256).or_else(|_| plain.build(256))?;
+        if let Some(n) = cfg.iowq_workers {
             let mut workers = [n, n];
             let _ = ring.submitter().register_iowq_max_workers(&mut workers);
         }
         Ok(Walker {
             ring,
-            use_op,
+            use_op: cfg.use_op,
             dirs: Vec::new(),
             free_dirs: Vec::new(),
             open_dirs: 0,
-            budget: (sys::open_dir_budget() / threads).max(2),
+            budget: cfg.budget,
             ops: Vec::new(),
             free_ops: Vec::new(),
             in_flight: 0,
-            adaptive: std::env::var_os("TRAVERSE_RING_STAT").is_none(),
-            max_in_flight: std::env::var("TRAVERSE_INFLIGHT")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(MAX_IN_FLIGHT),
+            adaptive: cfg.adaptive,
+            max_in_flight: cfg.max_in_flight,
             to_stat: VecDeque::new(),
             to_list: VecDeque::new(),
             to_open: VecDeque::new(),
@@ -285,12 +382,13 @@ impl Walker {
             ring_mode_dirs: 0,
             reserve,
             typical_call: 0,
-            slow_limit: stopwatch::ticks(INLINE_STAT_LIMIT),
-            typical_cap: stopwatch::ticks(TYPICAL_CAP),
+            slow_limit: cfg.slow_limit,
+            typical_cap: cfg.typical_cap,
             disk_waits: 0,
             inline_calls: 0,
             last_slow_call: None,
             debug: WalkerCounters::default(),
+            reaped: Vec::new(),
         })
     }
 
@@ -308,8 +406,8 @@ impl Walker {
             return false;
         };
         loop {
-            let may_take = !self.reserve || shared.cold.load(Ordering::Relaxed);
-            if may_take {
+            let takes_work = !self.reserve || shared.cold.load(Ordering::Relaxed);
+            if takes_work {
                 if let Some((fd, path)) = q.dirs.pop() {
                     drop(q);
                     self.debug.claims += 1;
@@ -320,21 +418,19 @@ impl Walker {
             if q.done {
                 return false;
             }
-            let takes_work = !self.reserve || shared.cold.load(Ordering::Relaxed);
             q.idle += 1;
             if takes_work {
                 q.hungry += 1;
                 shared.hungry.store(q.hungry, Ordering::Relaxed);
             }
-            if q.idle == shared.threads && q.dirs.is_empty() {
-                q.done = true;
+            if q.check_done() {
                 shared.wake.notify_all();
                 return false;
             }
-            let t0 = std::time::Instant::now();
+            let started = std::time::Instant::now();
             self.debug.waits += 1;
             let r = shared.wake.wait(q);
-            self.debug.idle += t0.elapsed();
+            self.debug.idle += started.elapsed();
             q = match r {
                 Ok(q) => q,
                 Err(_) => return false,
@@ -351,40 +447,68 @@ impl Walker {
     /// Hands up to half of the queued subdirectories, oldest first (the biggest subtrees,
     /// likely), to idle threads, opened here so the receivers need nothing of ours.
     fn donate(&mut self, shared: &Shared) {
-        if shared.hungry.load(Ordering::Relaxed) == 0 || self.to_open.is_empty() {
+        let hungry = shared.hungry.load(Ordering::Relaxed);
+        if hungry == 0 || self.to_open.is_empty() {
             return;
         }
         // Gifts wait in the queue holding descriptors that no walker's budget counts:
         // at most one walker's budget per hungry walker.
-        let hungry = shared.hungry.load(Ordering::Relaxed);
         let mut gifts = Vec::new();
         for _ in 0..self.to_open.len().div_ceil(2).min(self.budget * hungry) {
             let Some((parent, name)) = self.to_open.pop_front() else {
                 break;
             };
-            let path = self
-                .dir(parent)
-                .path
-                .join(OsStr::from_bytes(name.as_bytes()));
             let opened =
                 sys::open_dir_at(Some(std::os::fd::AsFd::as_fd(&self.dir(parent).fd)), &name);
-            if is_out_of_fds(&opened) {
-                self.to_open.push_front((parent, name));
-                break;
+            match self.child_opened(parent, name, opened) {
+                Ok(Some(gift)) => gifts.push(gift),
+                Ok(None) => {}
+                Err(name) => {
+                    self.to_open.push_front((parent, name));
+                    break;
+                }
             }
-            self.dir(parent).users -= 1;
-            match opened {
-                Ok(fd) => gifts.push((fd, path)),
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => self.tally.error(sys::cannot_read(&path, &e)),
-            }
-            self.maybe_finish(parent);
         }
         self.debug.donated += gifts.len();
         if let Ok(mut q) = shared.queue.lock() {
             q.dirs.extend(gifts);
             shared.wake.notify_all();
         }
+    }
+
+    /// Takes the result of opening subdirectory `name` of `parent`: the descriptor and
+    /// path to walk, or `None` when there is nothing to walk (vanished, or the error is
+    /// reported). Out of descriptors, `name` comes back to be queued again.
+    fn child_opened(
+        &mut self,
+        parent: usize,
+        name: CString,
+        opened: io::Result<OwnedFd>,
+    ) -> Result<Option<(OwnedFd, PathBuf)>, CString> {
+        if is_out_of_fds(&opened) {
+            return Err(name);
+        }
+        let path = self
+            .dir(parent)
+            .path
+            .join(OsStr::from_bytes(name.as_bytes()));
+        self.dir(parent).users -= 1;
+        self.maybe_finish(parent);
+        match opened {
+            Ok(fd) => Ok(Some((fd, path))),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => {
+                self.tally.error(sys::cannot_read(&path, &e));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Out of descriptors although the budget allowed one more (others in the process
+    /// use some): shrink the budget and retry `name` once a directory closes.
+    fn retry_when_fds_free(&mut self, parent: usize, name: CString) {
+        self.budget = self.open_dirs.max(1);
+        self.to_open.push_back((parent, name));
     }
 
     fn add_dir(&mut self, fd: OwnedFd, path: PathBuf) {
@@ -552,7 +676,7 @@ impl Walker {
         }
     }
 
-    /// Moves queued work into the submission queue. Returns false when nothing fits.
+    /// Moves queued work into the submission queue while there is room and budget.
     fn fill(&mut self, shared: &Shared) {
         loop {
             if self.in_flight >= self.max_in_flight || self.ring.submission().is_full() {
@@ -625,15 +749,13 @@ impl Walker {
             if !self.local_work_left() && !self.claim(shared) {
                 return Ok(());
             }
-            if self.disk_waits >= COLD_AFTER && !shared.cold.swap(true, Ordering::Relaxed) {
-                {
-                    // Wake the reserve: they count as hungry from now on.
-                    if let Ok(mut q) = shared.queue.lock() {
-                        q.hungry = q.idle;
-                        shared.hungry.store(q.hungry, Ordering::Relaxed);
-                        shared.wake.notify_all();
-                    }
-                }
+            // Loaded first: a swap on every turn would bounce the cache line that every
+            // walker reads.
+            if self.disk_waits >= COLD_AFTER
+                && !shared.cold.load(Ordering::Relaxed)
+                && !shared.cold.swap(true, Ordering::Relaxed)
+            {
+                shared.wake_reserve();
             }
             self.donate(shared);
             self.fill(shared);
@@ -647,7 +769,13 @@ impl Walker {
                 if let Some((parent, name)) = self.to_open.pop_back() {
                     if let Some(mut d) = self.dirs[parent].take() {
                         let path = d.path.join(OsStr::from_bytes(name.as_bytes()));
-                        crate::sync_walk::count_subtree_at(&d.fd, &name, path, 4, &mut self.tally);
+                        crate::sync_walk::count_subtree_at(
+                            &d.fd,
+                            &name,
+                            path,
+                            FALLBACK_BUDGET,
+                            &mut self.tally,
+                        );
                         d.users -= 1;
                         self.dirs[parent] = Some(d);
                         self.maybe_finish(parent);
@@ -660,15 +788,14 @@ impl Walker {
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
                 Err(e) => return Err(e),
             }
-            let done: Vec<(u64, i32)> = self
-                .ring
-                .completion()
-                .map(|c| (c.user_data(), c.result()))
-                .collect();
-            for (ud, res) in done {
+            let mut reaped = std::mem::take(&mut self.reaped);
+            reaped.extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
+            for &(ud, res) in &reaped {
                 self.in_flight -= 1;
                 self.complete(ud as usize, res);
             }
+            reaped.clear();
+            self.reaped = reaped;
         }
     }
 
@@ -710,22 +837,11 @@ impl Walker {
         if self.is_slow(started.elapsed()) {
             self.went_to_disk(parent);
         }
-        if is_out_of_fds(&opened) {
-            self.budget = self.open_dirs.max(1);
-            self.to_open.push_back((parent, name));
-            return;
+        match self.child_opened(parent, name, opened) {
+            Ok(Some((fd, path))) => self.add_dir(fd, path),
+            Ok(None) => {}
+            Err(name) => self.retry_when_fds_free(parent, name),
         }
-        let path = self
-            .dir(parent)
-            .path
-            .join(OsStr::from_bytes(name.as_bytes()));
-        self.dir(parent).users -= 1;
-        match opened {
-            Ok(fd) => self.add_dir(fd, path),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => self.tally.error(sys::cannot_read(&path, &e)),
-        }
-        self.maybe_finish(parent);
     }
 
     /// Accounts one entry; a directory is queued to be opened.
@@ -744,8 +860,7 @@ impl Walker {
             Err(errno) => {
                 let path = self.dir(dir).path.join(OsStr::from_bytes(name.as_bytes()));
                 let e = io::Error::from_raw_os_error(errno);
-                self.tally
-                    .error(format!("cannot access '{}': {e}", path.display()));
+                self.tally.error(sys::cannot_access(&path, &e));
             }
         }
         self.dir(dir).users -= 1;
@@ -791,27 +906,17 @@ impl Walker {
             }
             Op::Open { parent, name } => {
                 self.open_dirs -= 1;
-                let path = self
-                    .dir(parent)
-                    .path
-                    .join(OsStr::from_bytes(name.as_bytes()));
-                if res == -libc::EMFILE || res == -libc::ENFILE {
-                    // Out of descriptors after all (others in the process use some):
-                    // retry once a directory closes, with a smaller budget.
-                    self.budget = self.open_dirs.max(1);
-                    self.to_open.push_back((parent, name));
-                    return;
-                }
-                self.dir(parent).users -= 1;
-                if res >= 0 {
+                let opened = if res >= 0 {
                     // SAFETY: the kernel returned a new descriptor that nobody else owns.
-                    let fd = unsafe { OwnedFd::from_raw_fd(res) };
-                    self.add_dir(fd, path);
-                } else if res != -libc::ENOENT {
-                    self.tally
-                        .error(sys::cannot_read(&path, &io::Error::from_raw_os_error(-res)));
+                    Ok(unsafe { OwnedFd::from_raw_fd(res) })
+                } else {
+                    Err(io::Error::from_raw_os_error(-res))
+                };
+                match self.child_opened(parent, name, opened) {
+                    Ok(Some((fd, path))) => self.add_dir(fd, path),
+                    Ok(None) => {}
+                    Err(name) => self.retry_when_fds_free(parent, name),
                 }
-                self.maybe_finish(parent);
             }
         }
     }

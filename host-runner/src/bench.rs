@@ -86,18 +86,7 @@ fn ensure_cargo_peers() -> Result<PathBuf> {
             continue;
         }
         eprintln!("host-runner: installing {krate} {version} (benchmark peer)");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let ok = Command::new(&cargo)
-            .args([
-                "install",
-                "--quiet",
-                "--locked",
-                krate,
-                "--version",
-                version,
-                "--root",
-            ])
-            .arg(&root)
+        let ok = crate::cargo::install(krate, version, &root)
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
@@ -117,18 +106,8 @@ fn ensure_static_hyperfine() -> Result<PathBuf> {
     let _lock = cache::lock("hyperfine-static")?;
     if !bin.is_file() {
         eprintln!("host-runner: building a static hyperfine for the guest");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "install",
-                "--quiet",
-                "--locked",
-                "hyperfine",
-                "--version",
-                "1.20.0",
-            ])
-            .args(["--target", "x86_64-unknown-linux-gnu", "--root"])
-            .arg(&root)
+        let status = crate::cargo::install("hyperfine", "1.20.0", &root)
+            .args(["--target", "x86_64-unknown-linux-gnu"])
             .env("RUSTFLAGS", "-C target-feature=+crt-static")
             .status()
             .context("cargo install hyperfine")?;
@@ -529,7 +508,11 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
     std::fs::write(out.join("vm-cold.json"), section(&text, "cold"))?;
     std::fs::write(out.join("vm-warm.json"), section(&text, "warm"))?;
     let mut md = format!(
-        "## In the microvm (patched kernel, TCG, {} vCPUs, tree on its own ext2 virtio-blk disk, cache=none)\n\nCorrectness:\n\n```\n{}\n```\n\n",
+        "## In the microvm (patched kernel, {}, {} vCPUs, tree on its own ext2 virtio-blk disk, cache=none)\n\nCorrectness:\n\n```\n{}\n```\n\n",
+        match req.accel {
+            crate::caps::Accel::Kvm => "KVM",
+            crate::caps::Accel::Tcg => "TCG",
+        },
         args.cpus,
         section(&text, "correctness").trim()
     );
@@ -574,19 +557,14 @@ fn run_host_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
 }
 
 fn build_host_traverse() -> Result<PathBuf> {
-    let ws = image::workspace_dir();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&ws)
+    let status = crate::cargo::command()
+        .current_dir(image::workspace_dir())
         .args(["build", "--release", "--quiet", "-p", "traverse"])
         .status()?;
     if !status.success() {
         bail!("building traverse failed");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ws.join("target"));
-    Ok(target.join("release/traverse"))
+    Ok(crate::cargo::target_dir().join("release/traverse"))
 }
 
 fn chart(out: &Path) -> Result<()> {

@@ -68,13 +68,15 @@ pub struct VmArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
     /// Wall-clock limit in seconds; the VM is killed and TIMEOUT reported after it.
-    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    #[arg(long, default_value_t = 600, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
     /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    #[arg(long, default_value_t = 512, value_name = "MIB",
+          value_parser = clap::value_parser!(u32).range(64..))]
     pub mem: u32,
     /// Number of vCPUs.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub cpus: u32,
     /// Accelerator: KVM needs a /dev/kvm that can run a stock kernel.
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]

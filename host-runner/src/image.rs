@@ -74,12 +74,10 @@ pub fn workspace_dir() -> PathBuf {
 
 /// Builds the static guest binaries (release, glibc static); returns the target dir.
 pub fn build_guest_binaries() -> Result<PathBuf> {
-    let ws = workspace_dir();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
     rustflags.push_str(" -C target-feature=+crt-static");
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&ws)
+    let mut cmd = crate::cargo::command();
+    cmd.current_dir(workspace_dir())
         .args([
             "build",
             "--release",
@@ -97,10 +95,7 @@ pub fn build_guest_binaries() -> Result<PathBuf> {
     if !status.success() {
         bail!("building the guest binaries failed ({status})");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ws.join("target"));
-    Ok(target.join("x86_64-unknown-linux-gnu/release"))
+    Ok(crate::cargo::target_dir().join("x86_64-unknown-linux-gnu/release"))
 }
 
 /// What goes into the root image: (source file, path inside the image).

@@ -405,20 +405,28 @@ impl Session<'_> {
         let mut boot_time = None;
         let mut end: Option<JobEnd> = None;
         let mut end_at = Instant::now();
+        // The guest closed the channel (it does so before powering off): from then on
+        // only QEMU's exit is waited for, without spinning on a dead stream.
+        let mut closed = false;
 
         // 2. Exchange frames until the guest reports the end and QEMU exits.
         loop {
-            match stream.read(&mut buf) {
-                Ok(0) => {}
-                Ok(n) => frames.push(&buf[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => {
-                    // The guest side vanished; QEMU's exit will tell why.
-                    self.sink.note(&format!("channel error: {e}"));
+            if closed {
+                std::thread::sleep(Duration::from_millis(5));
+            } else {
+                match stream.read(&mut buf) {
+                    Ok(0) => closed = true,
+                    Ok(n) => frames.push(&buf[..n]),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => {
+                        // The guest side vanished; QEMU's exit will tell why.
+                        self.sink.note(&format!("channel error: {e}"));
+                        closed = true;
+                    }
                 }
             }
             loop {

@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod cache;
 pub mod caps;
+pub mod cargo;
 pub mod cli;
 pub mod deps;
 pub mod image;

@@ -2,7 +2,6 @@
 
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
-use std::process::Command;
 
 /// The daemon version the runner installs and was tested with.
 pub const VERSION: &str = "0.3.0";
@@ -42,18 +41,7 @@ pub fn ensure_daemon() -> Result<PathBuf> {
         "host-runner: installing {NAME} {VERSION} into {}",
         root.display()
     );
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "install",
-            "--locked",
-            "--quiet",
-            NAME,
-            "--version",
-            VERSION,
-            "--root",
-        ])
-        .arg(&root)
+    let status = crate::cargo::install(NAME, VERSION, &root)
         .status()
         .context("running cargo install")?;
     if !status.success() {

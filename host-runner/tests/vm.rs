@@ -60,11 +60,7 @@ fn spawn_failures_are_named() {
 
 fn guest_tests_bin() -> PathBuf {
     // Built by the first run-in-vm call of this process (the runner builds the guest).
-    let ws = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ws.join("target"));
-    target.join("x86_64-unknown-linux-gnu/release/guest-tests")
+    host_runner::cargo::target_dir().join("x86_64-unknown-linux-gnu/release/guest-tests")
 }
 
 fn sha(data: &[u8]) -> String {

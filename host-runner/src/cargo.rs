@@ -1,0 +1,35 @@
+//! Running cargo: the guest and host builds of this workspace and `cargo install` of
+//! the tools the runner needs (vhost-device-vsock, benchmark peers, static hyperfine).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// cargo itself: the one running us (`$CARGO` under `cargo run`/`cargo test`), else PATH's.
+pub fn command() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
+}
+
+/// `cargo install --quiet --locked KRATE --version VERSION --root ROOT`, for the caller
+/// to add target, flags or environment to and run.
+pub fn install(krate: &str, version: &str, root: &Path) -> Command {
+    let mut cmd = command();
+    cmd.args([
+        "install",
+        "--quiet",
+        "--locked",
+        krate,
+        "--version",
+        version,
+    ])
+    .arg("--root")
+    .arg(root);
+    cmd
+}
+
+/// The workspace's target directory (`$CARGO_TARGET_DIR` when set).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::image::workspace_dir().join("target"))
+}

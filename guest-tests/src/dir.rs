@@ -1,10 +1,11 @@
 //! tokio-uring-dir on the patched kernel: `Dir` must read through IORING_OP_GETDENTS
 //! and list exactly what std::fs::read_dir lists, with and without the fallback.
 
+use crate::fixtures::{numbered, odd_names};
 use crate::Test;
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsString};
 use std::future::Future;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirEntryExt, MetadataExt};
@@ -180,6 +181,7 @@ async fn compare_all(dir: &Path) -> Result<usize> {
 }
 
 /// A fresh directory `base/name` with `n` files named by `name_of(i)`.
+/// A fresh `base/name` (emptied if a previous run left it) with `n` entries.
 fn populate(
     base: &str,
     name: &str,
@@ -190,31 +192,8 @@ fn populate(
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
-    std::fs::create_dir_all(&dir)?;
-    for i in 0..n {
-        let p = dir.join(name_of(i));
-        std::fs::File::create(&p).with_context(|| format!("create {}", p.display()))?;
-    }
+    crate::fixtures::populate(&dir, n, name_of)?;
     Ok(dir)
-}
-
-fn numbered(i: usize) -> OsString {
-    OsString::from(format!("entry-{i:06}"))
-}
-
-fn odd_names() -> Vec<OsString> {
-    let mut names = vec![
-        OsString::from("x".repeat(255)),
-        OsStr::from_bytes(&[0x80; 255]).to_owned(),
-        OsStr::from_bytes(&[0xff, 0xfe, b'a']).to_owned(),
-        OsString::from("new\nline"),
-        OsString::from("..."),
-    ];
-    let all: Vec<u8> = (1u8..=255).filter(|&b| b != b'/').collect();
-    for chunk in all.chunks(40) {
-        names.push(OsStr::from_bytes(chunk).to_owned());
-    }
-    names
 }
 
 /// One of every file type this crate tells apart.

@@ -3,13 +3,15 @@
 //! Every check reads the same directory through the op and through the system call and
 //! compares the records (inode, d_off, type, name) and the per-call byte counts.
 
+use crate::fixtures::{numbered, odd_names, populate};
 use crate::Test;
 use anyhow::{bail, ensure, Context, Result};
 use io_uring::{opcode, squeue::Flags, types, IoUring};
 use std::collections::HashSet;
-use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use uring_getdents::{getdents64, DirFd, DirentIter, Getdents, Support};
 
@@ -97,23 +99,14 @@ fn parse(buf: &[u8]) -> Result<Vec<Rec>> {
         .collect()
 }
 
-/// Opens a directory for reading (O_DIRECTORY, O_CLOEXEC).
+/// Opens a directory for reading (std adds O_CLOEXEC).
 pub(crate) fn open_dir(path: &Path) -> Result<OwnedFd> {
-    open_flags(path, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)
-}
-
-fn open_flags(path: &Path, flags: i32) -> Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: valid NUL-terminated path.
-    let fd = unsafe { libc::open(c.as_ptr(), flags) };
-    ensure!(
-        fd >= 0,
-        "open {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: freshly opened, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(path)
+        .map(OwnedFd::from)
+        .with_context(|| format!("open {}", path.display()))
 }
 
 /// A ring with a helper to run one GETDENTS and wait for it.
@@ -243,37 +236,6 @@ fn detected() -> Result<()> {
 }
 
 /// Creates `dir` with `n` files named by `name(i)`.
-fn populate(dir: &Path, n: usize, name: impl Fn(usize) -> OsString) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for i in 0..n {
-        let p = dir.join(name(i));
-        std::fs::File::create(&p).with_context(|| format!("create {}", p.display()))?;
-    }
-    Ok(())
-}
-
-fn numbered(i: usize) -> OsString {
-    OsString::from(format!("entry-{i:06}"))
-}
-
-/// Names with every byte value except '/' and NUL, and the longest a name can be.
-fn odd_names() -> Vec<OsString> {
-    let mut names = vec![
-        OsString::from("x".repeat(255)),
-        OsStr::from_bytes(&[0xff, 0xfe, b'a']).to_owned(),
-        OsStr::from_bytes("ünïcødé".as_bytes()).to_owned(),
-        OsString::from(" leading space"),
-        OsString::from("new\nline"),
-    ];
-    let all: Vec<u8> = (1u8..=255).filter(|&b| b != b'/').collect();
-    for chunk in all.chunks(50) {
-        if chunk != [b'.'] {
-            names.push(OsStr::from_bytes(chunk).to_owned());
-        }
-    }
-    names
-}
-
 fn same_as_syscall() -> Result<()> {
     require_op()?;
     let mut ring = Ring::new(8)?;
@@ -357,7 +319,10 @@ fn buffer_sizes() -> Result<()> {
     let mut big = vec![0u8; 4096];
     let n = getdents64(fd.as_fd(), &mut big)?;
     let first = parse(&big[..n])?;
-    let reclen = u16::from_ne_bytes([big[16], big[17]]) as usize;
+    // The parser's position after one record is that record's length.
+    let mut records = DirentIter::new(&big[..n]);
+    records.next().context("empty listing")??;
+    let reclen = records.position();
     ensure!(!first.is_empty());
     let op_fd = open_dir(dir)?;
     let mut exact = vec![0u8; reclen];
@@ -431,7 +396,7 @@ fn errors() -> Result<()> {
     let mut ring = Ring::new(8)?;
     let mut buf = vec![0u8; 4096];
     std::fs::write("/tmp/gd-file", b"x")?;
-    let file = open_flags(Path::new("/tmp/gd-file"), libc::O_RDONLY | libc::O_CLOEXEC)?;
+    let file = OwnedFd::from(std::fs::File::open("/tmp/gd-file")?);
     let mut cases: Vec<(&str, i32, i32)> = Vec::new();
     cases.push((
         "regular file",

@@ -8,6 +8,7 @@ mod bench;
 mod bench_dir;
 mod dir;
 mod emit;
+mod fixtures;
 mod getdents;
 mod traverse;
 mod vm;

@@ -188,7 +188,8 @@ fn deep() -> Result<()> {
             nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_WRONLY,
             nix::sys::stat::Mode::from_bits_truncate(0o644),
         )?;
-        nix::unistd::write(unsafe_borrow(f), b"abc")?;
+        // SAFETY: `f` was just opened and is closed only after this write.
+        nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(f) }, b"abc")?;
         nix::unistd::close(f)?;
         let next = nix::fcntl::openat(
             Some(fd),
@@ -201,11 +202,6 @@ fn deep() -> Result<()> {
     }
     nix::unistd::close(fd)?;
     check_all(top, false)
-}
-
-fn unsafe_borrow(fd: std::os::fd::RawFd) -> std::os::fd::BorrowedFd<'static> {
-    // SAFETY: the caller closes `fd` only after the borrow's single use.
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
 fn unreadable() -> Result<()> {

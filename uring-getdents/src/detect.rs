@@ -5,8 +5,8 @@
 //! read a known directory exactly as getdents64(2) does.
 
 use crate::{getdents64, DirFd, DirentIter, Getdents};
-use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::OnceLock;
 
 /// The verdict of detection.
@@ -56,19 +56,13 @@ pub fn detect_uncached() -> Support {
 }
 
 fn open_dir(path: &str) -> Result<OwnedFd, String> {
-    let c = CString::new(path).map_err(|e| e.to_string())?;
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(format!("open {path}: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    // std opens with O_CLOEXEC.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| format!("open {path}: {e}"))
 }
 
 /// Reads the first buffer of `path` through the op and through getdents64(2) on two

@@ -60,38 +60,14 @@ pub fn tests() -> Vec<Test> {
 }
 
 /// Name -> (inode, type), as a listing reports them.
-type Listing = BTreeMap<OsString, (u64, &'static str)>;
-
-fn std_kind(t: std::fs::FileType) -> &'static str {
-    our_kind(FileType::from(t))
-}
-
-fn our_kind(t: FileType) -> &'static str {
-    if t.is_dir() {
-        "dir"
-    } else if t.is_file() {
-        "file"
-    } else if t.is_symlink() {
-        "symlink"
-    } else if t.is_fifo() {
-        "fifo"
-    } else if t.is_socket() {
-        "socket"
-    } else if t.is_block_device() {
-        "block"
-    } else if t.is_char_device() {
-        "char"
-    } else {
-        "other"
-    }
-}
+type Listing = BTreeMap<OsString, (u64, FileType)>;
 
 fn std_listing(dir: &Path) -> Result<Listing> {
     let mut out = Listing::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("read_dir {}", dir.display()))? {
         let e = e?;
         let name = e.file_name();
-        let kind = std_kind(e.file_type()?);
+        let kind = FileType::from(e.file_type()?);
         ensure!(
             out.insert(name.clone(), (e.ino(), kind)).is_none(),
             "read_dir returned {name:?} twice"
@@ -112,7 +88,7 @@ async fn our_listing(dir: &Path, opts: &DirOptions, want_uring: bool) -> Result<
     let mut out = Listing::new();
     while let Some(e) = d.next().await {
         let e = e?;
-        let kind = our_kind(e.file_type().await?);
+        let kind = e.file_type().await?;
         let name = e.file_name().to_owned();
         ensure!(
             out.insert(name.clone(), (e.ino(), kind)).is_none(),
@@ -487,9 +463,9 @@ fn metadata() -> Result<()> {
             ensure!(got.mode() == want.mode(), "{name}: mode");
             ensure!(got.blocks() == want.blocks(), "{name}: blocks");
             ensure!(got.modified()? == want.modified()?, "{name}: mtime");
-            let kind = std_kind(want.file_type());
-            ensure!(our_kind(got.file_type()) == kind, "{name}: metadata type");
-            ensure!(our_kind(e.file_type().await?) == kind, "{name}: d_type");
+            let kind = FileType::from(want.file_type());
+            ensure!(got.file_type() == kind, "{name}: metadata type");
+            ensure!(e.file_type().await? == kind, "{name}: d_type");
             n += 1;
         }
         ensure!(n == 6, "{n} entries");

@@ -1,11 +1,8 @@
 //! metadata() and file_type() agree with std::fs::symlink_metadata.
 
-mod common;
-
-use common::*;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use tokio_uring_dir::{Dir, DirOptions};
+use tokio_uring_dir::{Dir, DirOptions, FileType};
 
 #[test]
 fn metadata_agrees_with_symlink_metadata() {
@@ -44,9 +41,9 @@ fn metadata_agrees_with_symlink_metadata() {
                 assert_eq!(got.gid(), want.gid(), "{name}");
                 assert_eq!(got.blocks(), want.blocks(), "{name}");
                 assert_eq!(got.modified().unwrap(), want.modified().unwrap(), "{name}");
-                let kind = std_kind(want.file_type());
-                assert_eq!(our_kind(got.file_type()), kind, "{name}");
-                assert_eq!(our_kind(e.file_type().await.unwrap()), kind, "{name}");
+                let kind = FileType::from(want.file_type());
+                assert_eq!(got.file_type(), kind, "{name}");
+                assert_eq!(e.file_type().await.unwrap(), kind, "{name}");
                 assert_eq!(got.is_dir(), want.is_dir(), "{name}");
                 assert_eq!(got.is_file(), want.is_file(), "{name}");
                 assert_eq!(got.is_symlink(), want.file_type().is_symlink(), "{name}");

@@ -18,7 +18,7 @@ use tokio_uring_dir::{Dir, DirOptions, FileType};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seen {
     pub ino: u64,
-    pub kind: &'static str,
+    pub kind: FileType,
 }
 
 pub type Listing = BTreeMap<OsString, Seen>;
@@ -57,30 +57,6 @@ pub fn odd_names() -> Vec<OsString> {
     names
 }
 
-pub fn std_kind(t: std::fs::FileType) -> &'static str {
-    our_kind(FileType::from(t))
-}
-
-pub fn our_kind(t: FileType) -> &'static str {
-    if t.is_dir() {
-        "dir"
-    } else if t.is_file() {
-        "file"
-    } else if t.is_symlink() {
-        "symlink"
-    } else if t.is_fifo() {
-        "fifo"
-    } else if t.is_socket() {
-        "socket"
-    } else if t.is_block_device() {
-        "block"
-    } else if t.is_char_device() {
-        "char"
-    } else {
-        "other"
-    }
-}
-
 /// The reference: std::fs::read_dir.
 pub fn std_listing(dir: &Path) -> Listing {
     let mut out = Listing::new();
@@ -88,7 +64,7 @@ pub fn std_listing(dir: &Path) -> Listing {
         let e = e.unwrap();
         let seen = Seen {
             ino: e.ino(),
-            kind: std_kind(e.file_type().unwrap()),
+            kind: FileType::from(e.file_type().unwrap()),
         };
         assert!(out.insert(e.file_name(), seen).is_none());
     }
@@ -115,7 +91,7 @@ pub async fn our_listing(dir: &Path, opts: &DirOptions) -> io::Result<Listing> {
         assert_eq!(e.path(), dir.join(e.file_name()));
         let seen = Seen {
             ino: e.ino(),
-            kind: our_kind(e.file_type().await?),
+            kind: e.file_type().await?,
         };
         let name = e.file_name().to_owned();
         assert!(

@@ -193,7 +193,6 @@ pub struct Metadata {
     uid: u32,
     gid: u32,
     blocks: u64,
-    file_type: FileType,
     modified: Option<SystemTime>,
 }
 
@@ -213,7 +212,6 @@ impl Metadata {
             uid: stx.stx_uid,
             gid: stx.stx_gid,
             blocks: stx.stx_blocks,
-            file_type: FileType::from_mode(mode),
             modified,
         }
     }
@@ -260,22 +258,22 @@ impl Metadata {
 
     /// The file type, from the mode.
     pub fn file_type(&self) -> FileType {
-        self.file_type
+        FileType::from_mode(self.mode)
     }
 
     /// A directory.
     pub fn is_dir(&self) -> bool {
-        self.file_type.is_dir()
+        self.file_type().is_dir()
     }
 
     /// A regular file.
     pub fn is_file(&self) -> bool {
-        self.file_type.is_file()
+        self.file_type().is_file()
     }
 
     /// A symbolic link.
     pub fn is_symlink(&self) -> bool {
-        self.file_type.is_symlink()
+        self.file_type().is_symlink()
     }
 
     /// Last modification time; an `Unsupported` error when the filesystem did not

@@ -9,15 +9,6 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-/// Unknown file type: the filesystem does not fill d_type.
-pub const DT_UNKNOWN: u8 = 0;
-/// Directory.
-pub const DT_DIR: u8 = 4;
-/// Regular file.
-pub const DT_REG: u8 = 8;
-/// Symbolic link.
-pub const DT_LNK: u8 = 10;
-
 const HEADER: usize = 19;
 
 /// One directory entry, borrowed from the buffer.
@@ -141,17 +132,20 @@ mod tests {
 
     #[test]
     fn parses_records_with_any_name_bytes() {
-        let mut buf = record(1, 10, DT_DIR, b".");
-        buf.extend(record(2, 20, DT_REG, b"caf\xe9"));
+        let mut buf = record(1, 10, libc::DT_DIR, b".");
+        buf.extend(record(2, 20, libc::DT_REG, b"caf\xe9"));
         let long = vec![b'x'; 255];
-        buf.extend(record(3, 30, DT_LNK, &long));
+        buf.extend(record(3, 30, libc::DT_LNK, &long));
         let got: Vec<_> = DirentIter::new(&buf).collect::<Result<_, _>>().unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[0].name, OsStr::new("."));
-        assert_eq!((got[0].ino, got[0].off, got[0].d_type), (1, 10, DT_DIR));
+        assert_eq!(
+            (got[0].ino, got[0].off, got[0].d_type),
+            (1, 10, libc::DT_DIR)
+        );
         assert_eq!(got[1].name.as_bytes(), b"caf\xe9");
         assert_eq!(got[2].name.len(), 255);
-        assert_eq!(got[2].d_type, DT_LNK);
+        assert_eq!(got[2].d_type, libc::DT_LNK);
     }
 
     #[test]
@@ -161,7 +155,7 @@ mod tests {
 
     #[test]
     fn malformed_records_are_refused_not_read_past() {
-        let good = record(1, 1, DT_REG, b"a");
+        let good = record(1, 1, libc::DT_REG, b"a");
         // Truncated header.
         assert_eq!(
             DirentIter::new(&good[..10]).next(),

@@ -20,6 +20,6 @@ mod sqe;
 mod syscall;
 
 pub use detect::{detect, detect_uncached, Support};
-pub use dirent::{DirEntry, DirentError, DirentIter, DT_DIR, DT_LNK, DT_REG, DT_UNKNOWN};
+pub use dirent::{DirEntry, DirentError, DirentIter};
 pub use sqe::{DirFd, Getdents, RawSqe, IORING_GETDENTS_REWIND, IORING_OP_GETDENTS};
 pub use syscall::getdents64;

@@ -1,12 +1,17 @@
 //! The io_uring engine: one ring per walker thread, many directories in flight.
 //!
-//! Every directory goes OPENAT -> GETDENTS... -> STATX per entry -> CLOSE through the
-//! ring; GETDENTS is IORING_OP_GETDENTS when the kernel has it (detected once, see
-//! uring-getdents) and getdents64(2) on the loop thread otherwise. Work waits in queues
-//! and is submitted while fewer than `MAX_IN_FLIGHT` requests are outstanding, stats
-//! first (they finish directories), then directory reads, then opens (which add work),
-//! and opens wait while `open_dir_budget()` directories are open. Directories to open
-//! are taken newest first, so the walk stays depth first and memory stays bounded.
+//! A directory goes OPENAT -> GETDENTS... -> STATX per entry. While the tree is cached
+//! each step is a plain syscall on the walker thread (cheaper than a hand-off to io-wq,
+//! which is where io_uring runs statx and, on filesystems that may wait, getdents); a
+//! call that turns out slow (it waited for the disk) moves the directory's remaining
+//! work to the ring, where many reads wait at once. GETDENTS in the ring is
+//! IORING_OP_GETDENTS when the kernel has it (detected once, see uring-getdents);
+//! without it directories are always read with getdents64(2) on the walker thread.
+//! Work waits in queues and is submitted while fewer than `MAX_IN_FLIGHT` requests are
+//! outstanding, stats first (they finish directories), then directory reads, then opens
+//! (which add work), and opens wait while `open_dir_budget()` directories are open.
+//! Directories to open are taken newest first, so the walk stays depth first and memory
+//! stays bounded.
 
 use crate::count::{Tally, Totals, WalkError};
 use crate::stopwatch::{self, Tick};
@@ -108,7 +113,11 @@ impl Config {
             max_in_flight: number("TRAVERSE_INFLIGHT").unwrap_or(MAX_IN_FLIGHT),
             defer_taskrun: !set("TRAVERSE_NO_DEFER"),
             iowq_workers: number("TRAVERSE_IOWQ").map(|n: usize| n as u32),
-            slow_limit: stopwatch::ticks(INLINE_STAT_LIMIT),
+            slow_limit: stopwatch::ticks(
+                number("TRAVERSE_SLOW_US")
+                    .map(|us: usize| std::time::Duration::from_micros(us as u64))
+                    .unwrap_or(INLINE_STAT_LIMIT),
+            ),
             typical_cap: stopwatch::ticks(TYPICAL_CAP),
             debug: set("TRAVERSE_DEBUG"),
         }
@@ -159,6 +168,8 @@ struct WalkerCounters {
     dirs: usize,
     inline_stats: usize,
     ring_stats: usize,
+    inline_lists: usize,
+    ring_lists: usize,
     donated: usize,
     claims: usize,
     waits: usize,
@@ -535,10 +546,10 @@ impl Walker {
         };
         self.open_dirs += 1;
         self.debug.dirs += 1;
-        if self.use_op {
+        if self.use_op && !self.dir(idx).stat_inline {
             self.to_list.push_back(idx);
         } else {
-            self.list_with_syscall(idx);
+            self.list_inline(idx);
         }
     }
 
@@ -568,12 +579,16 @@ impl Walker {
         }
     }
 
-    /// Reads a whole directory with getdents64(2) on this thread (kernels without the op).
-    fn list_with_syscall(&mut self, idx: usize) {
+    /// Reads a directory with getdents64(2) on this thread while that stays cheap. With
+    /// the op, a slow read (the directory's blocks came from the disk) hands the rest to
+    /// the ring, where reads wait off this thread; without it, everything is read here.
+    fn list_inline(&mut self, idx: usize) {
         loop {
             let d = self.dir(idx);
             let mut buf = std::mem::take(&mut d.buf);
+            let started = Tick::now();
             let res = getdents64(std::os::fd::AsFd::as_fd(&d.fd), &mut buf);
+            let took = started.elapsed();
             let n = match res {
                 Ok(n) => n,
                 Err(e) => {
@@ -582,11 +597,22 @@ impl Walker {
                     0
                 }
             };
-            self.queue_entries(idx, &buf[..n]);
-            self.dir(idx).buf = buf;
+            let slow = self.is_slow_list(took, n);
+            self.debug.inline_lists += 1;
             if n == 0 {
+                self.dir(idx).buf = buf;
                 self.dir(idx).listed = true;
                 self.maybe_finish(idx);
+                return;
+            }
+            if slow {
+                self.went_to_disk(idx);
+            }
+            // Not listed yet, so the directory outlives the stats of its entries.
+            self.queue_entries(idx, &buf[..n]);
+            self.dir(idx).buf = buf;
+            if slow && self.use_op {
+                self.to_list.push_back(idx);
                 return;
             }
         }
@@ -708,6 +734,7 @@ impl Walker {
                 )
                 .build();
                 d.users += 1;
+                self.debug.ring_lists += 1;
                 let i = self.new_op(Op::Getdents { dir });
                 (sqe, i)
             } else if self.open_dirs < self.budget && !self.to_open.is_empty() {
@@ -813,6 +840,16 @@ impl Walker {
         false
     }
 
+    /// Was an inline directory read of `bytes` slow enough to have waited for the disk?
+    /// A cached read costs more the more entries it copies (a stat per ~32 bytes of
+    /// records is a generous allowance); it does not train the estimate.
+    fn is_slow_list(&mut self, took: u64, bytes: usize) -> bool {
+        self.inline_calls += 1;
+        let per_stat = self.typical_call.max(1);
+        let limit = self.slow_limit.max(per_stat * SLOW_FACTOR) + per_stat * (bytes as u64 / 32);
+        took > limit
+    }
+
     /// An inline call was slow: this directory's remaining work goes through the ring.
     /// A second slow call soon after means the tree is cold, not that this thread was
     /// preempted: then the next `RING_MODE_DIRS` directories start in ring mode too and
@@ -893,7 +930,9 @@ impl Walker {
                     let buf = std::mem::take(&mut self.dir(dir).buf);
                     self.queue_entries(dir, &buf[..res as usize]);
                     self.dir(dir).buf = buf;
-                    self.to_list.push_back(dir);
+                    // The read brought the directory's first blocks in; the next read
+                    // (often just the end) is likely cached: try it here.
+                    self.list_inline(dir);
                 } else {
                     if res < 0 {
                         let e = io::Error::from_raw_os_error(-res);

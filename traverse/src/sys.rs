@@ -25,6 +25,20 @@ pub fn entry_stat(sx: &libc::statx) -> EntryStat {
     }
 }
 
+/// How many times the calling thread has slept (voluntary context switches), or None
+/// when the kernel does not say.
+pub fn thread_sleeps() -> Option<u64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is a writable rusage buffer; RUSAGE_THREAD reads this thread's.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: getrusage succeeded and filled the buffer (it started zeroed anyway).
+    let usage = unsafe { usage.assume_init() };
+    u64::try_from(usage.ru_nvcsw).ok()
+}
+
 /// statx without following a final symlink; `dir` None means relative to the cwd.
 pub fn statx_at(dir: Option<BorrowedFd<'_>>, name: &CStr) -> io::Result<EntryStat> {
     let mut sx = std::mem::MaybeUninit::<libc::statx>::zeroed();

@@ -151,6 +151,9 @@ struct Walker {
     typical_cap: u64,
     /// Times this walker waited for the disk; the reserve is woken at `COLD_AFTER`.
     disk_waits: usize,
+    /// The thread's sleep count at the last slow call or wait for work; None after a
+    /// wait for completions, which sleeps too.
+    sleeps_seen: Option<u64>,
     /// Inline calls timed so far, and the number of the last slow one.
     inline_calls: usize,
     last_slow_call: Option<usize>,
@@ -170,6 +173,8 @@ struct WalkerCounters {
     ring_stats: usize,
     inline_lists: usize,
     ring_lists: usize,
+    /// Calls slow by the clock during which the thread did not sleep.
+    clock_only_slow: usize,
     donated: usize,
     claims: usize,
     waits: usize,
@@ -398,6 +403,7 @@ impl Walker {
             disk_waits: 0,
             inline_calls: 0,
             last_slow_call: None,
+            sleeps_seen: sys::thread_sleeps(),
             debug: WalkerCounters::default(),
             reaped: Vec::new(),
         })
@@ -441,6 +447,9 @@ impl Walker {
             let started = std::time::Instant::now();
             self.debug.waits += 1;
             let r = shared.wake.wait(q);
+            // Rare (a walker runs out of work), so worth a syscall to keep judging by
+            // sleeps.
+            self.sleeps_seen = sys::thread_sleeps();
             self.debug.idle += started.elapsed();
             q = match r {
                 Ok(q) => q,
@@ -810,6 +819,7 @@ impl Walker {
                 }
                 continue;
             }
+            self.sleeps_seen = None;
             match self.ring.submit_and_wait(1) {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
@@ -832,7 +842,7 @@ impl Walker {
         self.inline_calls += 1;
         let limit = self.slow_limit.max(self.typical_call * SLOW_FACTOR);
         if took > limit {
-            return true;
+            return self.slept();
         }
         // Moving average over about 16 calls, each counted at most at TYPICAL_CAP so
         // that a stream of moderately slow (disk) calls cannot raise the bar for itself.
@@ -847,7 +857,27 @@ impl Walker {
         self.inline_calls += 1;
         let per_stat = self.typical_call.max(1);
         let limit = self.slow_limit.max(per_stat * SLOW_FACTOR) + per_stat * (bytes as u64 / 32);
-        took > limit
+        took > limit && self.slept()
+    }
+
+    /// Did this thread sleep since the last slow call? A call that read from the disk
+    /// slept waiting for it; one that was only slow by the clock was preempted, or its
+    /// vCPU was descheduled by the host (under emulation a cached walk sees dozens of
+    /// those, and each sent a directory's work through io-wq for nothing). After a wait
+    /// for work or completions the count says nothing, so the clock alone decides.
+    fn slept(&mut self) -> bool {
+        let Some(now) = sys::thread_sleeps() else {
+            return true;
+        };
+        let slept = match self.sleeps_seen {
+            Some(seen) => now > seen,
+            None => true,
+        };
+        self.sleeps_seen = Some(now);
+        if !slept {
+            self.debug.clock_only_slow += 1;
+        }
+        slept
     }
 
     /// An inline call was slow: this directory's remaining work goes through the ring.

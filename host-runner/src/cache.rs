@@ -84,9 +84,73 @@ pub fn publish(tmp: &Path, dest: &Path) -> Result<()> {
         .with_context(|| format!("moving {} to {}", tmp.display(), dest.display()))
 }
 
+/// Marks a cached artifact as used now, so pruning keeps it.
+pub fn touch(path: &Path) {
+    // Best effort: a read-only cache only loses the recency hint. futimens needs
+    // ownership, not write access, so a read-only descriptor does.
+    if let Ok(file) = File::open(path) {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// Deletes the files in `dir` whose names start with `prefix`, except the `keep` most
+/// recently used ones and any used within `grace` (a concurrent runner may have chosen
+/// one and not opened it yet; a VM that has it open keeps its data after the unlink).
+/// Returns how many were deleted. Errors are ignored: pruning only saves space.
+pub fn prune(dir: &Path, prefix: &str, keep: usize, grace: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let now = std::time::SystemTime::now();
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .filter_map(|e| {
+            let meta = e.metadata().ok().filter(|m| m.is_file())?;
+            Some((meta.modified().ok()?, e.path()))
+        })
+        .collect();
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
+    let mut deleted = 0;
+    for (used, path) in files.into_iter().skip(keep) {
+        let recent = now.duration_since(used).map_or(true, |age| age < grace);
+        if !recent && std::fs::remove_file(&path).is_ok() {
+            deleted += 1;
+        }
+    }
+    deleted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_keeps_the_newest_and_the_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        let now = std::time::SystemTime::now();
+        for (name, age_hours) in [("img-a", 5), ("img-b", 4), ("img-c", 3), ("img-d", 0)] {
+            let path = dir.path().join(name);
+            let file = File::create(&path).unwrap();
+            file.set_modified(now - hour * age_hours).unwrap();
+        }
+        File::create(dir.path().join("other")).unwrap();
+        // Keep 1 (img-d); of the rest, img-c was used within the grace period.
+        let deleted = prune(dir.path(), "img-", 1, hour * 3 + hour / 2);
+        assert_eq!(deleted, 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["img-c", "img-d", "other"]);
+        // Touching makes a file the most recent.
+        touch(&dir.path().join("img-c"));
+        assert_eq!(prune(dir.path(), "img-", 1, std::time::Duration::ZERO), 1);
+        assert!(dir.path().join("img-c").exists());
+        assert!(!dir.path().join("img-d").exists());
+    }
 
     #[test]
     fn keys_separate_pieces_and_kinds() {

@@ -61,6 +61,13 @@ const ROOT_DIRS: &[&str] = &[
     "etc",
 ];
 
+/// Root images kept in the cache (most recently used first).
+const KEEP_ROOT_IMAGES: usize = 4;
+/// Directory snapshots kept in the cache (most recently used first).
+const KEEP_DIR_IMAGES: usize = 16;
+/// Cached images used this recently are never pruned.
+const PRUNE_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Bumped when the image layout changes, so stale cached images are not reused.
 const LAYOUT_VERSION: &str = "root-image-v2";
 
@@ -118,10 +125,12 @@ pub fn ensure_root_image(inputs: &[(PathBuf, String)]) -> Result<PathBuf> {
     let dir = cache::cache_dir("images")?;
     let image = dir.join(format!("root-{}.ext2", key.finish()));
     if image.is_file() {
+        cache::touch(&image);
         return Ok(image);
     }
     let _lock = cache::lock("root-image")?;
     if image.is_file() {
+        cache::touch(&image);
         return Ok(image);
     }
     let staging = tempfile::Builder::new()
@@ -134,6 +143,8 @@ pub fn ensure_root_image(inputs: &[(PathBuf, String)]) -> Result<PathBuf> {
     let tmp = dir.join(format!("{}.tmp", image.display()));
     make_ext2(root, &tmp, 1024, 400_000)?;
     cache::publish(&tmp, &image)?;
+    // Every change to a guest binary makes a new image: keep the cache bounded.
+    cache::prune(&dir, "root-", KEEP_ROOT_IMAGES, PRUNE_GRACE);
     Ok(image)
 }
 
@@ -257,10 +268,12 @@ pub fn ensure_dir_image(host_dir: &Path) -> Result<PathBuf> {
         .finish();
     let image = dir.join(format!("{}-{}.ext2", &path_tag[..12], key.finish()));
     if image.is_file() {
+        cache::touch(&image);
         return Ok(image);
     }
     let _lock = cache::lock(&format!("disk-{}", &path_tag[..12]))?;
     if image.is_file() {
+        cache::touch(&image);
         return Ok(image);
     }
     // Older snapshots of the same directory are stale now.
@@ -278,5 +291,8 @@ pub fn ensure_dir_image(host_dir: &Path) -> Result<PathBuf> {
     let tmp = dir.join(format!("{}.tmp", image.display()));
     make_ext2(&host_dir, &tmp, size_mib, inodes)?;
     cache::publish(&tmp, &image)?;
+    // Snapshots of directories that are gone (test trees in temporary directories)
+    // would otherwise pile up.
+    cache::prune(&dir, "", KEEP_DIR_IMAGES, PRUNE_GRACE);
     Ok(image)
 }

@@ -48,10 +48,13 @@ impl KeyBuilder {
         self
     }
 
-    /// Adds a file's whole content.
+    /// Adds a file's name and whole content. Not the directory it is in: the same
+    /// inputs in another checkout (a CI clone, a worktree) give the same key, so the
+    /// kernel and images built for one serve all.
     pub fn add_file(&mut self, path: &Path) -> Result<&mut Self> {
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        self.add(path.as_os_str().as_encoded_bytes());
+        let name = path.file_name().unwrap_or(path.as_os_str());
+        self.add(name.as_encoded_bytes());
         Ok(self.add(&data))
     }
 
@@ -161,5 +164,18 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(a, KeyBuilder::new("k").add(b"ab").add(b"c").finish());
         assert_eq!(a.len(), 32);
+    }
+
+    #[test]
+    fn file_keys_ignore_the_directory_but_not_the_name() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for dir in [&one, &two] {
+            std::fs::write(dir.path().join("0001-x.patch"), b"same").unwrap();
+            std::fs::write(dir.path().join("0002-x.patch"), b"same").unwrap();
+        }
+        let key = |path: &Path| KeyBuilder::new("k").add_file(path).unwrap().finish();
+        let first = key(&one.path().join("0001-x.patch"));
+        assert_eq!(first, key(&two.path().join("0001-x.patch")));
+        assert_ne!(first, key(&one.path().join("0002-x.patch")));
     }
 }

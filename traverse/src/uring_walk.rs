@@ -840,8 +840,7 @@ impl Walker {
     /// the estimate of a cached call.
     fn is_slow(&mut self, took: u64) -> bool {
         self.inline_calls += 1;
-        let limit = self.slow_limit.max(self.typical_call * SLOW_FACTOR);
-        if took > limit {
+        if took > self.slow_bar(0) {
             return self.slept();
         }
         // Moving average over about 16 calls, each counted at most at TYPICAL_CAP so
@@ -855,16 +854,20 @@ impl Walker {
     /// records is a generous allowance); it does not train the estimate.
     fn is_slow_list(&mut self, took: u64, bytes: usize) -> bool {
         self.inline_calls += 1;
-        let per_stat = self.typical_call.max(1);
-        let limit = self.slow_limit.max(per_stat * SLOW_FACTOR) + per_stat * (bytes as u64 / 32);
-        took > limit && self.slept()
+        took > self.slow_bar(bytes as u64 / 32) && self.slept()
+    }
+
+    /// The time beyond which an inline call doing the work of `1 + extra_stats` cached
+    /// stats probably waited for the disk.
+    fn slow_bar(&self, extra_stats: u64) -> u64 {
+        self.slow_limit.max(self.typical_call * SLOW_FACTOR) + self.typical_call * extra_stats
     }
 
     /// Did this thread sleep since the last slow call? A call that read from the disk
     /// slept waiting for it; one that was only slow by the clock was preempted, or its
     /// vCPU was descheduled by the host (under emulation a cached walk sees dozens of
     /// those, and each sent a directory's work through io-wq for nothing). After a wait
-    /// for work or completions the count says nothing, so the clock alone decides.
+    /// for completions the count says nothing, so the clock alone decides.
     fn slept(&mut self) -> bool {
         let Some(now) = sys::thread_sleeps() else {
             return true;

@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Build (or reuse) the guest kernel and print its path.
-    Kernel(KernelArgs),
+    Kernel(KernelCmdArgs),
     /// Build (or reuse) the root image and print its path.
     Image(ImageArgs),
     /// Run one command in a fresh microvm (same as `run-in-vm`).
@@ -51,6 +51,18 @@ pub struct KernelArgs {
     /// Build without the patches in kernel/patches (the stock kernel).
     #[arg(long)]
     pub stock: bool,
+}
+
+/// `kernel`.
+#[derive(Args, Debug, Clone)]
+pub struct KernelCmdArgs {
+    /// Kernel selection.
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// Also review the patch series: checkpatch.pl on every patch and a fresh compile
+    /// of the C files it touches, failing on any complaint or compiler warning.
+    #[arg(long, conflicts_with_all = ["kernel", "kernel_src", "stock"])]
+    pub check: bool,
 }
 
 /// `image`.
@@ -168,16 +180,48 @@ pub fn resolve_kernel(args: &KernelArgs) -> Result<PathBuf> {
         }
         None => kernel::KernelSource::Tarball(kernel::DEBIAN_TARBALL.into()),
     };
-    let patches = if args.stock {
+    kernel::ensure_kernel(&kernel_request(source, args.stock)?)
+}
+
+/// The build of `source`, with the project's series unless `stock`.
+fn kernel_request(source: kernel::KernelSource, stock: bool) -> Result<kernel::KernelRequest> {
+    let patches = if stock {
         Vec::new()
     } else {
         kernel::patch_series(&image::workspace_dir().join("kernel/patches"))?
     };
-    kernel::ensure_kernel(&kernel::KernelRequest {
+    Ok(kernel::KernelRequest {
         source,
         patches,
         fragment: kernel::ConfigFragment::microvm()?,
     })
+}
+
+/// `kernel --check`: builds the patched kernel, then reviews the series; exit status 1
+/// with every complaint on stderr when it is not clean.
+fn check_series() -> Result<i32> {
+    let req = kernel_request(
+        kernel::KernelSource::Tarball(kernel::DEBIAN_TARBALL.into()),
+        false,
+    )?;
+    let report = kernel::check_series(&req)?;
+    for complaint in report.checkpatch.iter().chain(&report.compiler) {
+        eprintln!("{complaint}");
+    }
+    if report.is_clean() {
+        eprintln!(
+            "host-runner: {} patches checkpatch-clean, the files they touch compile without warnings",
+            req.patches.len()
+        );
+        Ok(0)
+    } else {
+        eprintln!(
+            "host-runner: the patch series needs work: {} checkpatch report(s), {} compiler complaint(s)",
+            report.checkpatch.len(),
+            report.compiler.len()
+        );
+        Ok(1)
+    }
 }
 
 /// Installs what is missing and builds or reuses the kernel and root image.
@@ -358,8 +402,9 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
 /// Runs the parsed command line; returns the process exit status.
 pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
+        Cmd::Kernel(k) if k.check => check_series(),
         Cmd::Kernel(k) => {
-            println!("{}", resolve_kernel(&k)?.display());
+            println!("{}", resolve_kernel(&k.kernel)?.display());
             Ok(0)
         }
         Cmd::Image(args) => {

@@ -231,6 +231,120 @@ pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
     Ok(vmlinux)
 }
 
+/// What `check_series` found wrong with the patch series; empty when it is clean.
+#[derive(Debug, Default)]
+pub struct SeriesReport {
+    /// checkpatch.pl complaints, one block per patch that has any.
+    pub checkpatch: Vec<String>,
+    /// Compiler warnings and errors in the C files the series touches.
+    pub compiler: Vec<String>,
+}
+
+impl SeriesReport {
+    /// No complaints at all.
+    pub fn is_clean(&self) -> bool {
+        self.checkpatch.is_empty() && self.compiler.is_empty()
+    }
+}
+
+/// Reviews the series the way a maintainer's tooling would: checkpatch.pl (from the
+/// tree itself) on every patch, and a fresh compile of every C file the series touches
+/// with the kernel's own warning flags. The build is incremental, so a warning in a
+/// patched file scrolls past once and is never seen again; this recompiles those files
+/// on purpose. `req` must name the Debian tarball; the kernel is built first if needed.
+pub fn check_series(req: &KernelRequest) -> Result<SeriesReport> {
+    if !matches!(req.source, KernelSource::Tarball(_)) {
+        bail!("the series check needs the Debian source (it patches it itself), not --kernel-src");
+    }
+    if req.patches.is_empty() {
+        bail!("no patches to check (--stock?)");
+    }
+    ensure_kernel(req)?;
+    let _lock = cache::lock("kernel")?;
+    let src_id = req.source_id()?;
+    let kernel_cache = cache::cache_dir("kernel")?;
+    let tree = kernel_cache.join(format!("src-{src_id}")).join("tree");
+    let obj = kernel_cache.join(format!("obj-{src_id}"));
+    // Another build may have left the shared tree at a different series meanwhile.
+    apply_series(
+        &tree,
+        &kernel_cache.join(format!("src-{src_id}")).join("applied"),
+        &req.patches,
+    )?;
+    let mut report = SeriesReport::default();
+    let mut texts = Vec::new();
+    for patch in &req.patches {
+        let out = Command::new("perl")
+            .arg(tree.join("scripts/checkpatch.pl"))
+            // The only thing --no-tree cannot judge: whether MAINTAINERS covers a new
+            // file (io_uring/ is covered as a whole).
+            .args(["--no-tree", "--quiet", "--ignore", "FILE_PATH_CHANGES"])
+            .arg(patch)
+            .stdin(Stdio::null())
+            .output()
+            .context("running checkpatch.pl")?;
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || !said.is_empty() {
+            report
+                .checkpatch
+                .push(format!("{}:\n{said}", patch.display()));
+        }
+        texts.push(std::fs::read_to_string(patch)?);
+    }
+    let files = touched_c_files(texts.iter().map(String::as_str));
+    let mut targets = Vec::new();
+    for file in &files {
+        let object = format!("{}.o", file.trim_end_matches(".c"));
+        let _ = std::fs::remove_file(obj.join(&object));
+        targets.push(object);
+    }
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(&tree)
+        .arg(format!("O={}", obj.display()))
+        .args(&targets)
+        .stdin(Stdio::null())
+        .output()
+        .context("starting make")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report.compiler = compiler_complaints(&text);
+    if !out.status.success() && report.compiler.is_empty() {
+        report
+            .compiler
+            .push(format!("make {} failed:\n{text}", targets.join(" ")));
+    }
+    Ok(report)
+}
+
+/// The C files a series of patches creates or changes, each once, in first-seen order.
+pub fn touched_c_files<'a>(patches: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut files: Vec<String> = Vec::new();
+    for text in patches {
+        for line in text.lines() {
+            let Some(path) = line.strip_prefix("+++ b/") else {
+                continue;
+            };
+            if path.ends_with(".c") && !files.iter().any(|f| f == path) {
+                files.push(path.to_string());
+            }
+        }
+    }
+    files
+}
+
+/// The compiler's warning and error lines in a build log (kbuild's own chatter and the
+/// notes and source excerpts that follow each complaint are left out).
+pub fn compiler_complaints(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(": warning: ") || l.contains(": error: "))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Unpacks the tarball once; returns the top directory of the tree.
 fn unpack(tarball: &Path, src_dir: &Path) -> Result<PathBuf> {
     let tree = src_dir.join("tree");
@@ -446,6 +560,32 @@ mod tests {
     fn malformed_fragment_lines_are_refused() {
         assert!(ConfigFragment::parse("CONFIG_X\n").is_err());
         assert!(ConfigFragment::parse("X=y\n").is_err());
+    }
+
+    #[test]
+    fn touched_c_files_come_from_the_new_side_of_each_diff() {
+        let one = "--- a/fs/readdir.c\n+++ b/fs/readdir.c\n@@ -1 +1 @@\n+++ b/not-a-header\n\
+                   --- a/fs/internal.h\n+++ b/fs/internal.h\n";
+        let two =
+            "--- /dev/null\n+++ b/io_uring/getdents.c\n--- a/fs/readdir.c\n+++ b/fs/readdir.c\n";
+        assert_eq!(
+            touched_c_files([one, two]),
+            ["fs/readdir.c", "io_uring/getdents.c"]
+        );
+    }
+
+    #[test]
+    fn compiler_complaints_keep_only_warnings_and_errors() {
+        let log = "  CC      fs/readdir.o\n\
+                   tree/fs/readdir.c:453:5: warning: no previous prototype for 'vfs_getdents' [-Wmissing-prototypes]\n\
+                     453 | int vfs_getdents(struct file *file,\n\
+                   tree/io_uring/getdents.c:9:1: error: unknown type name 'foo'\n\
+                   tree/fs/readdir.c:10:2: note: declared here\n";
+        let found = compiler_complaints(log);
+        assert_eq!(found.len(), 2);
+        assert!(found[0].contains("-Wmissing-prototypes"));
+        assert!(found[1].contains("unknown type name"));
+        assert!(compiler_complaints("  CC      fs/readdir.o\n  LD      vmlinux\n").is_empty());
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub struct Totals {
 
 /// A failure to examine the top path itself.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot access '{path}': {source}")]
+#[error("cannot access '{}': {}", path.display(), crate::sys::strerror(source))]
 pub struct WalkError {
     /// The path given.
     pub path: PathBuf,

@@ -27,19 +27,9 @@ struct Frame {
 
 /// Counts `path` on the calling thread.
 pub fn count(path: &Path) -> Result<Totals, WalkError> {
-    let top = sys::cstring(path.as_os_str().as_bytes())
-        .and_then(|c| sys::statx_at(None, &c).map(|st| (c, st)));
-    let (top, st) = top.map_err(|source| WalkError {
-        path: path.into(),
-        source,
-    })?;
-    let mut tally = Tally::default();
-    tally.add(&st);
-    if st.is_dir() {
-        match sys::open_dir_at(None, &top) {
-            Ok(fd) => walk(fd, path.to_path_buf(), &st, &mut tally),
-            Err(e) => tally.error(sys::cannot_read(path, &e)),
-        }
+    let (mut tally, top) = sys::open_top(path)?;
+    if let Some((fd, st)) = top {
+        walk(fd, path.to_path_buf(), &st, &mut tally);
     }
     Ok(tally.totals)
 }

@@ -72,6 +72,33 @@ pub fn open_dir_at(dir: Option<BorrowedFd<'_>>, name: &CStr) -> io::Result<Owned
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The start of every walk: `path` itself is counted, and opened when it is a directory
+/// (None when it is not one, or when it cannot be read: that is reported in the tally,
+/// as du does, and the walk of it ends there).
+pub fn open_top(
+    path: &std::path::Path,
+) -> Result<(crate::count::Tally, Option<(OwnedFd, EntryStat)>), crate::count::WalkError> {
+    let top = cstring(path.as_os_str().as_bytes())
+        .and_then(|c| statx_at(None, &c).map(|st| (c, st)))
+        .map_err(|source| crate::count::WalkError {
+            path: path.into(),
+            source,
+        });
+    let (top, st) = top?;
+    let mut tally = crate::count::Tally::default();
+    tally.add(&st);
+    if !st.is_dir() {
+        return Ok((tally, None));
+    }
+    match open_dir_at(None, &top) {
+        Ok(fd) => Ok((tally, Some((fd, st)))),
+        Err(e) => {
+            tally.error(cannot_read(path, &e));
+            Ok((tally, None))
+        }
+    }
+}
+
 /// A path as a C string (paths cannot contain NUL on Linux, but refuse it cleanly).
 pub fn cstring(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes)
@@ -114,7 +141,7 @@ pub fn cannot_access(path: &std::path::Path, err: &io::Error) -> String {
 }
 
 /// The error's text as the C library words it, without Rust's " (os error N)".
-fn strerror(err: &io::Error) -> String {
+pub(crate) fn strerror(err: &io::Error) -> String {
     let text = err.to_string();
     match text.split_once(" (os error") {
         Some((words, _)) => words.to_owned(),

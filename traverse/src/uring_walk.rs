@@ -187,23 +187,9 @@ struct WalkerCounters {
 
 /// Counts `path` with io_uring.
 pub fn count(path: &Path) -> Result<Totals, WalkError> {
-    let err = |source| WalkError {
-        path: path.into(),
-        source,
-    };
-    let top = sys::cstring(path.as_os_str().as_bytes()).map_err(err)?;
-    let st = sys::statx_at(None, &top).map_err(err)?;
-    let mut tally = Tally::default();
-    tally.add(&st);
-    if !st.is_dir() {
+    let (mut tally, top) = sys::open_top(path)?;
+    let Some((fd, _)) = top else {
         return Ok(tally.totals);
-    }
-    let fd = match sys::open_dir_at(None, &top) {
-        Ok(fd) => fd,
-        Err(e) => {
-            tally.error(sys::cannot_read(path, &e));
-            return Ok(tally.totals);
-        }
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let env = |name: &str| {
@@ -283,7 +269,12 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
                 tally.merge(t);
                 walked = true;
             }
-            Outcome::Failed(e) => return Err(err(e)),
+            Outcome::Failed(source) => {
+                return Err(WalkError {
+                    path: path.into(),
+                    source,
+                })
+            }
             Outcome::NoRing => {}
         }
     }

@@ -101,11 +101,20 @@ fn unreadable_directory_is_reported_and_walk_goes_on() {
 fn a_missing_path_is_an_error_with_status_1() {
     let t = TestTree::new();
     for engine in ENGINES {
-        let got = traverse(engine, &t.path("does-not-exist"), As::default());
+        let missing = t.path("does-not-exist");
+        let got = traverse(engine, &missing, As::default());
         assert_eq!(got.status, Some(1), "{engine}");
+        // Worded as du words it, without Rust's "(os error 2)".
+        let du = std::process::Command::new("du")
+            .arg("-bs")
+            .arg(&missing)
+            .output()
+            .unwrap();
+        let du_says = String::from_utf8_lossy(&du.stderr);
+        let du_says = du_says.trim().trim_start_matches("du: ");
         assert!(
-            got.stderr.contains("does-not-exist"),
-            "{engine}: {}",
+            got.stderr.trim().ends_with(du_says),
+            "{engine}: {} (du: {du_says})",
             got.stderr
         );
     }

@@ -207,18 +207,15 @@ pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
     if vmlinux.is_file() && matches!(req.source, KernelSource::Tarball(_)) {
         return Ok(vmlinux);
     }
-    let src_id = req.source_id()?;
-    let kernel_cache = cache::cache_dir("kernel")?;
+    let (src_dir, obj) = build_dirs(&req.source_id()?)?;
     let tree = match &req.source {
         KernelSource::Tarball(tarball) => {
-            let src_dir = kernel_cache.join(format!("src-{src_id}"));
             let tree = unpack(tarball, &src_dir)?;
             apply_series(&tree, &src_dir.join("applied"), &req.patches)?;
             tree
         }
         KernelSource::Tree(dir) => dir.clone(),
     };
-    let obj = kernel_cache.join(format!("obj-{src_id}"));
     std::fs::create_dir_all(&obj)?;
     std::fs::create_dir_all(&out_dir)?;
     let log = out_dir.join("build.log");
@@ -229,6 +226,16 @@ pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
     cache::publish(&tmp, &vmlinux)?;
     std::fs::copy(obj.join(".config"), out_dir.join("config")).context("saving .config")?;
     Ok(vmlinux)
+}
+
+/// The cache directories of a source: `src-<id>` (tree and applied series, for the
+/// tarball) and `obj-<id>` (the `O=` build directory).
+fn build_dirs(src_id: &str) -> Result<(PathBuf, PathBuf)> {
+    let kernel_cache = cache::cache_dir("kernel")?;
+    Ok((
+        kernel_cache.join(format!("src-{src_id}")),
+        kernel_cache.join(format!("obj-{src_id}")),
+    ))
 }
 
 /// What `check_series` found wrong with the patch series; empty when it is clean.
@@ -259,18 +266,12 @@ pub fn check_series(req: &KernelRequest) -> Result<SeriesReport> {
     if req.patches.is_empty() {
         bail!("no patches to check (--stock?)");
     }
-    ensure_kernel(req)?;
+    let vmlinux = ensure_kernel(req)?;
     let _lock = cache::lock("kernel")?;
-    let src_id = req.source_id()?;
-    let kernel_cache = cache::cache_dir("kernel")?;
-    let tree = kernel_cache.join(format!("src-{src_id}")).join("tree");
-    let obj = kernel_cache.join(format!("obj-{src_id}"));
+    let (src_dir, obj) = build_dirs(&req.source_id()?)?;
+    let tree = src_dir.join("tree");
     // Another build may have left the shared tree at a different series meanwhile.
-    apply_series(
-        &tree,
-        &kernel_cache.join(format!("src-{src_id}")).join("applied"),
-        &req.patches,
-    )?;
+    apply_series(&tree, &src_dir.join("applied"), &req.patches)?;
     let mut report = SeriesReport::default();
     let mut texts = Vec::new();
     for patch in &req.patches {
@@ -298,25 +299,15 @@ pub fn check_series(req: &KernelRequest) -> Result<SeriesReport> {
         let _ = std::fs::remove_file(obj.join(&object));
         targets.push(object);
     }
-    let out = Command::new("make")
-        .arg("-C")
-        .arg(&tree)
-        .arg(format!("O={}", obj.display()))
-        .args(&targets)
-        .stdin(Stdio::null())
-        .output()
-        .context("starting make")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Next to the build's own log; fresh each time, as make() appends.
+    let log = vmlinux.with_file_name("series-check.log");
+    let _ = std::fs::remove_file(&log);
+    let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+    // A failed compile is an error naming the log and its tail, errors included.
+    make(&tree, &obj, &targets, &log, false)?;
+    let text =
+        std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
     report.compiler = compiler_complaints(&text);
-    if !out.status.success() && report.compiler.is_empty() {
-        report
-            .compiler
-            .push(format!("make {} failed:\n{text}", targets.join(" ")));
-    }
     Ok(report)
 }
 

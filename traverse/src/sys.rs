@@ -1,6 +1,6 @@
 //! Thin, checked wrappers of the syscalls the engines share.
 
-use crate::count::EntryStat;
+use crate::count::{EntryStat, Tally, WalkError};
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -77,15 +77,14 @@ pub fn open_dir_at(dir: Option<BorrowedFd<'_>>, name: &CStr) -> io::Result<Owned
 /// as du does, and the walk of it ends there).
 pub fn open_top(
     path: &std::path::Path,
-) -> Result<(crate::count::Tally, Option<(OwnedFd, EntryStat)>), crate::count::WalkError> {
-    let top = cstring(path.as_os_str().as_bytes())
+) -> Result<(Tally, Option<(OwnedFd, EntryStat)>), WalkError> {
+    let (top, st) = cstring(path.as_os_str().as_bytes())
         .and_then(|c| statx_at(None, &c).map(|st| (c, st)))
-        .map_err(|source| crate::count::WalkError {
+        .map_err(|source| WalkError {
             path: path.into(),
             source,
-        });
-    let (top, st) = top?;
-    let mut tally = crate::count::Tally::default();
+        })?;
+    let mut tally = Tally::default();
     tally.add(&st);
     if !st.is_dir() {
         return Ok((tally, None));

@@ -34,7 +34,8 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
     Ok(tally.totals)
 }
 
-/// Reads one directory: counts every entry, returns the subdirectory names.
+/// Reads one directory: counts every entry but the subdirectories (counted when they
+/// are opened), returns their names.
 pub fn read_dir_counting(
     fd: &OwnedFd,
     path: &Path,
@@ -53,13 +54,14 @@ pub fn read_dir_counting(
                 continue;
             }
             let name = sys::cstring(entry.name.as_bytes())?;
+            // Directories are counted when they are opened (see sys::count_subdir).
+            if sys::listed_as_dir(entry.d_type) {
+                subdirs.push(name);
+                continue;
+            }
             match sys::statx_at(Some(fd.as_fd()), &name) {
-                Ok(st) => {
-                    tally.add(&st);
-                    if st.is_dir() {
-                        subdirs.push(name);
-                    }
-                }
+                Ok(st) if st.is_dir() => subdirs.push(name),
+                Ok(st) => tally.add(&st),
                 // Removed since it was listed: skipped, as du does.
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => tally.error(sys::cannot_access(
@@ -110,8 +112,7 @@ pub fn count_long_path(path: &Path, count_self: bool, tally: &mut Tally) {
     }
 }
 
-/// Counts the contents of the directory `name` in `parent` (whose own entry the caller
-/// has counted).
+/// Counts the listed subdirectory `name` of `parent` and everything below it.
 pub fn count_subtree_at(
     parent: &OwnedFd,
     name: &CStr,
@@ -119,12 +120,9 @@ pub fn count_subtree_at(
     budget: usize,
     tally: &mut Tally,
 ) {
-    let opened = sys::open_dir_at(Some(parent.as_fd()), name)
-        .and_then(|fd| sys::statx_at(Some(fd.as_fd()), c".").map(|st| (fd, st)));
-    match opened {
-        Ok((fd, st)) => walk_within(fd, path, &st, budget, tally),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(e) => tally.error(sys::cannot_read(&path, &e)),
+    let opened = sys::open_dir_at(Some(parent.as_fd()), name);
+    if let Some((fd, st)) = sys::count_subdir(parent.as_fd(), name, &path, opened, tally) {
+        walk_within(fd, path, &st, budget, tally);
     }
 }
 
@@ -161,14 +159,10 @@ fn walk_within(fd: OwnedFd, path: PathBuf, st: &EntryStat, budget: usize, tally:
                 tally.error(format!("lost the descriptor of '{}'", top.path.display()));
                 continue;
             };
-            let parent_raw = parent_fd.as_raw_fd();
-            let open_child = || {
-                // SAFETY: the innermost frame owns `parent_raw`; release_oldest never
-                // closes the innermost frame's descriptor.
-                let parent = unsafe { BorrowedFd::borrow_raw(parent_raw) };
-                sys::open_dir_at(Some(parent), &name)
-                    .and_then(|fd| sys::statx_at(Some(fd.as_fd()), c".").map(|st| (fd, st)))
-            };
+            // SAFETY: the innermost frame owns the descriptor until this iteration
+            // ends; release_oldest never closes the innermost frame's descriptor.
+            let parent = unsafe { BorrowedFd::borrow_raw(parent_fd.as_raw_fd()) };
+            let open_child = || sys::open_dir_at(Some(parent), &name);
             let mut opened = open_child();
             // Other threads of the process hold descriptors too: when the process runs
             // out, give one of ours back and try once more.
@@ -177,15 +171,11 @@ fn walk_within(fd: OwnedFd, path: PathBuf, st: &EntryStat, budget: usize, tally:
             {
                 opened = open_child();
             }
-            match opened {
-                Ok((fd, st)) => {
-                    if open >= budget {
-                        release_oldest(&mut stack, &mut open);
-                    }
-                    enter(&mut stack, &mut open, fd, child_path, &st, &mut buf, tally);
+            if let Some((fd, st)) = sys::count_subdir(parent, &name, &child_path, opened, tally) {
+                if open >= budget {
+                    release_oldest(&mut stack, &mut open);
                 }
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => tally.error(sys::cannot_read(&child_path, &e)),
+                enter(&mut stack, &mut open, fd, child_path, &st, &mut buf, tally);
             }
             continue;
         }
@@ -270,7 +260,7 @@ fn release_oldest(stack: &mut [Frame], open: &mut usize) -> bool {
 
 fn reopen_parent(child: &OwnedFd, dev: u64, ino: u64) -> io::Result<OwnedFd> {
     let fd = sys::open_dir_at(Some(child.as_fd()), c"..")?;
-    let st = sys::statx_at(Some(fd.as_fd()), c".")?;
+    let st = sys::statx_fd(fd.as_fd())?;
     if (st.dev, st.ino) != (dev, ino) {
         return Err(io::Error::other("directory moved during the walk"));
     }

@@ -3,7 +3,7 @@
 use crate::count::{EntryStat, Tally, WalkError};
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 /// Flags every directory is opened with: never follow a symlink.
@@ -41,23 +41,78 @@ pub fn thread_sleeps() -> Option<u64> {
 
 /// statx without following a final symlink; `dir` None means relative to the cwd.
 pub fn statx_at(dir: Option<BorrowedFd<'_>>, name: &CStr) -> io::Result<EntryStat> {
-    let mut sx = std::mem::MaybeUninit::<libc::statx>::zeroed();
     let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    statx_raw(
+        dirfd,
+        name,
+        libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+    )
+}
+
+/// statx of an open descriptor. An empty path with AT_EMPTY_PATH skips the path lookup
+/// (since Linux 6.11 even the copy of the name), so a directory that had to be opened
+/// anyway is counted for the price of a plain fstat.
+pub fn statx_fd(fd: BorrowedFd<'_>) -> io::Result<EntryStat> {
+    statx_raw(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
+}
+
+fn statx_raw(dirfd: i32, name: &CStr, flags: i32) -> io::Result<EntryStat> {
+    let mut sx = std::mem::MaybeUninit::<libc::statx>::zeroed();
     // SAFETY: `name` is NUL-terminated and `sx` is a writable statx buffer.
-    let rc = unsafe {
-        libc::statx(
-            dirfd,
-            name.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
-            STATX_MASK,
-            sx.as_mut_ptr(),
-        )
-    };
+    let rc = unsafe { libc::statx(dirfd, name.as_ptr(), flags, STATX_MASK, sx.as_mut_ptr()) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: statx succeeded and filled the buffer (zeroed beforehand besides).
     Ok(entry_stat(unsafe { sx.assume_init_ref() }))
+}
+
+/// Counts subdirectory `name` of `parent` (at `path`), given the result of opening it,
+/// and returns what there is to walk. Listings say which entries are directories
+/// (d_type), so they are opened without a stat by name and counted through the new
+/// descriptor: one path lookup instead of two. When the open failed the entry is
+/// stat'ed by name after all: it may have become a file or symlink since it was listed
+/// (counted as what it is now), or be an unreadable directory (counted, and reported
+/// as du reports it). Running out of descriptors is the caller's to handle first.
+pub fn count_subdir(
+    parent: BorrowedFd<'_>,
+    name: &CStr,
+    path: &std::path::Path,
+    opened: io::Result<OwnedFd>,
+    tally: &mut Tally,
+) -> Option<(OwnedFd, EntryStat)> {
+    let open_error = match opened {
+        Ok(fd) => match statx_fd(fd.as_fd()) {
+            Ok(st) => {
+                tally.add(&st);
+                return Some((fd, st));
+            }
+            Err(e) => {
+                tally.error(cannot_access(path, &e));
+                return None;
+            }
+        },
+        // Removed since it was listed: skipped, as du does.
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return None,
+        Err(e) => e,
+    };
+    match statx_at(Some(parent), name) {
+        Ok(st) => {
+            tally.add(&st);
+            if st.is_dir() {
+                tally.error(cannot_read(path, &open_error));
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => tally.error(cannot_access(path, &e)),
+    }
+    None
+}
+
+/// Is this listed entry a directory by its d_type? DT_UNKNOWN (file systems that do not
+/// fill d_type) says no: such entries are stat'ed by name first.
+pub fn listed_as_dir(d_type: u8) -> bool {
+    d_type == libc::DT_DIR
 }
 
 /// openat for a directory, relative to `dir` (or the cwd).

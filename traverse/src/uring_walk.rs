@@ -1,9 +1,10 @@
 //! The io_uring engine: one ring per walker thread, many directories in flight.
 //!
-//! A directory goes OPENAT -> GETDENTS... -> STATX per entry. While the tree is cached
-//! each step is a plain syscall on the walker thread (cheaper than a hand-off to io-wq,
-//! which is where io_uring runs statx and, on filesystems that may wait, getdents); a
-//! read that turns out slow (it waited for the disk) moves the directory's remaining
+//! A directory goes OPENAT -> GETDENTS... -> STATX per entry that is not a directory
+//! (subdirectories are counted through the descriptor their OPENAT gives, one path lookup
+//! instead of two). While the tree is cached each step is a plain syscall on the walker
+//! thread (cheaper than a hand-off to io-wq, which is where io_uring runs statx and, on
+//! filesystems that may wait, getdents); a read that turns out slow (it waited for the disk) moves the directory's remaining
 //! reads to the ring, where many wait at once, and so do the reads of the directories
 //! after it while the tree stays cold. Entries are stat'ed inline first even then; after
 //! a slow stat the next entry goes through the ring as a probe. GETDENTS in the ring is
@@ -22,7 +23,7 @@ use io_uring::{opcode, types, IoUring};
 use std::collections::VecDeque;
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -504,20 +505,14 @@ impl Walker {
         if is_out_of_fds(&opened) {
             return Err(name);
         }
-        let path = self
-            .dir(parent)
-            .path
-            .join(OsStr::from_bytes(name.as_bytes()));
+        let Some(d) = self.dirs[parent].as_ref() else {
+            unreachable!("directory slot {parent} is free");
+        };
+        let path = d.path.join(OsStr::from_bytes(name.as_bytes()));
+        let counted = sys::count_subdir(d.fd.as_fd(), &name, &path, opened, &mut self.tally);
         self.dir(parent).users -= 1;
         self.maybe_finish(parent);
-        match opened {
-            Ok(fd) => Ok(Some((fd, path))),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-            Err(e) => {
-                self.tally.error(sys::cannot_read(&path, &e));
-                Ok(None)
-            }
-        }
+        Ok(counted.map(|(fd, _)| (fd, path)))
     }
 
     /// Out of descriptors although the budget allowed one more (others in the process
@@ -649,7 +644,12 @@ impl Walker {
             };
             let d = self.dir(idx);
             d.users += 1;
-            d.pending.push_back(name);
+            if sys::listed_as_dir(entry.d_type) {
+                // Counted when opened, through its descriptor (see sys::count_subdir).
+                self.to_open.push_back((idx, name));
+            } else {
+                d.pending.push_back(name);
+            }
         }
         self.advance(idx);
     }
@@ -919,14 +919,13 @@ impl Walker {
     /// Accounts one entry; a directory is queued to be opened.
     fn stat_done(&mut self, dir: usize, name: CString, res: Result<crate::count::EntryStat, i32>) {
         match res {
-            Ok(st) => {
-                self.tally.add(&st);
-                if st.is_dir() {
-                    // The child open keeps using the parent's descriptor.
-                    self.dir(dir).users += 1;
-                    self.to_open.push_back((dir, name));
-                }
+            Ok(st) if st.is_dir() => {
+                // Listed without a type (DT_UNKNOWN): counted when opened, like the
+                // others. The open keeps using the parent's descriptor.
+                self.dir(dir).users += 1;
+                self.to_open.push_back((dir, name));
             }
+            Ok(st) => self.tally.add(&st),
             // Removed since it was listed: skipped, as du does.
             Err(libc::ENOENT) => {}
             Err(errno) => {

@@ -6,7 +6,7 @@
 //! `d_name` is NUL-terminated inside `d_reclen` bytes. The parser trusts nothing: a
 //! record that is too short, runs past the buffer or has no terminator is an error.
 
-use std::ffi::OsStr;
+use std::ffi::{CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
 
 const HEADER: usize = 19;
@@ -22,6 +22,8 @@ pub struct DirEntry<'a> {
     pub d_type: u8,
     /// Name bytes, without the terminator.
     pub name: &'a OsStr,
+    /// The same name with its terminator, ready for `*at()` calls without a copy.
+    pub c_name: &'a CStr,
 }
 
 /// A malformed record.
@@ -101,15 +103,18 @@ impl<'a> Iterator for DirentIter<'a> {
         let Some(nul) = name_area.iter().position(|&b| b == 0) else {
             return fail(self, DirentError::BadName(at));
         };
-        if nul == 0 {
-            return fail(self, DirentError::BadName(at));
-        }
+        // The first NUL ends the name, so the slice up to it has no other.
+        let c_name = match CStr::from_bytes_with_nul(&name_area[..=nul]) {
+            Ok(c) if nul > 0 => c,
+            _ => return fail(self, DirentError::BadName(at)),
+        };
         self.pos += reclen;
         Some(Ok(DirEntry {
             ino: u64_at(0),
             off: u64_at(8) as i64,
             d_type: rest[18],
             name: OsStr::from_bytes(&name_area[..nul]),
+            c_name,
         }))
     }
 }
@@ -144,7 +149,9 @@ mod tests {
             (1, 10, libc::DT_DIR)
         );
         assert_eq!(got[1].name.as_bytes(), b"caf\xe9");
+        assert_eq!(got[1].c_name.to_bytes_with_nul(), b"caf\xe9\0");
         assert_eq!(got[2].name.len(), 255);
+        assert_eq!(got[2].c_name.to_bytes().len(), 255);
         assert_eq!(got[2].d_type, libc::DT_LNK);
     }
 

@@ -2,14 +2,16 @@
 //!
 //! A directory goes OPENAT -> GETDENTS... -> STATX per entry that is not a directory
 //! (subdirectories are counted through the descriptor their OPENAT gives, one path lookup
-//! instead of two). While the tree is cached each step is a plain syscall on the walker
-//! thread (cheaper than a hand-off to io-wq, which is where io_uring runs statx and, on
-//! filesystems that may wait, getdents); a read that turns out slow (it waited for the disk) moves the directory's remaining
-//! reads to the ring, where many wait at once, and so do the reads of the directories
-//! after it while the tree stays cold. Entries are stat'ed inline first even then; after
-//! a slow stat the next entry goes through the ring as a probe. GETDENTS in the ring is
-//! IORING_OP_GETDENTS when the kernel has it (detected once, see uring-getdents);
-//! without it directories are always read with getdents64(2) on the walker thread.
+//! instead of two). The ring carries what measurably gains from it: directory reads
+//! once the tree turns out cold, through IORING_OP_GETDENTS (detected once, see
+//! uring-getdents), so that many wait for the disk at once off the walker threads
+//! (cold Linux tree in the microvm: 1.22 s against 1.46 s with getdents64(2) on the
+//! walkers). Everything else is a plain syscall on the walker thread: io_uring runs
+//! statx and openat in an io-wq worker, the same blocking call plus two hand-offs, and
+//! on a warm tree the same goes for reads. A cold walk instead wakes reserve walkers, so
+//! that more calls wait for the disk at once; on kernels without the op, which block
+//! the walkers in every read as well, more of them. `TRAVERSE_RING_STAT=1` sends every
+//! stat and open through the ring instead, for comparison.
 //! Work waits in queues and is submitted while fewer than `MAX_IN_FLIGHT` requests are
 //! outstanding, stats first (they finish directories), then directory reads, then opens
 //! (which add work), and opens wait while `open_dir_budget()` directories are open.
@@ -21,7 +23,7 @@ use crate::stopwatch::{self, Tick};
 use crate::sys;
 use io_uring::{opcode, types, IoUring};
 use std::collections::VecDeque;
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -64,17 +66,6 @@ struct Dir {
     users: usize,
     /// getdents reported the end (or failed).
     listed: bool,
-    /// The next entry is stat'ed on this thread. A slow stat clears it: the entry after
-    /// it goes through the ring as a probe, and the probe's completion sets it again.
-    /// It starts set even in a cold tree: ext4 reads 32 inode-table blocks ahead, so
-    /// the inodes of a fresh directory are usually in memory already, and a hand-off to
-    /// io-wq per directory cost more than the few stats that wait here (cold walk of
-    /// the Linux tree: 6% faster in the microvm, 7% on the host).
-    stat_inline: bool,
-    /// Entries listed but not stat'ed yet.
-    pending: VecDeque<CString>,
-    /// A probe stat of this directory is in the ring.
-    probing: bool,
 }
 
 enum Op {
@@ -109,11 +100,11 @@ struct Config {
 }
 
 impl Config {
-    fn from_env(walkers: usize) -> Self {
+    fn from_env(walkers: usize, use_op: bool) -> Self {
         let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
         let set = |name: &str| std::env::var_os(name).is_some();
         Config {
-            use_op: uring_getdents::detect().is_available(),
+            use_op,
             budget: (sys::open_dir_budget() / walkers).max(2),
             adaptive: !set("TRAVERSE_RING_STAT"),
             max_in_flight: number("TRAVERSE_INFLIGHT").unwrap_or(MAX_IN_FLIGHT),
@@ -201,12 +192,19 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
     // One walker per core does the work while the tree is cached; when a walker has to
     // wait for the disk, the reserve joins in, so more reads are in flight than cores
     // (the waits overlap, the CPU work does not grow).
+    // Without the op every cold directory read blocks a walker too, so more are needed
+    // to keep as many reads in flight (cold Linux tree on the host: 387 ms with 3 per
+    // core, 367 ms with 5, no better with 7 or 10; with the op in the microvm 3 per core
+    // beat 5 by 13%).
+    let use_op =
+        std::env::var_os("TRAVERSE_NO_OP").is_none() && uring_getdents::detect().is_available();
     let threads = env("TRAVERSE_THREADS").unwrap_or(cores).max(1);
-    let reserve = env("TRAVERSE_RESERVE").unwrap_or(3 * cores);
+    let reserve_per_core = if use_op { 3 } else { 5 };
+    let reserve = env("TRAVERSE_RESERVE").unwrap_or(reserve_per_core * cores);
     // Each walker needs a ring and at least two directories open.
     let total = (threads + reserve).min(sys::open_dir_budget() / 3).max(1);
     let threads = threads.min(total);
-    let cfg = Config::from_env(total);
+    let cfg = Config::from_env(total, use_op);
     let shared = Shared {
         queue: Mutex::new(SharedQueue {
             dirs: vec![(fd, path.to_path_buf())],
@@ -475,8 +473,7 @@ impl Walker {
             let Some((parent, name)) = self.to_open.pop_front() else {
                 break;
             };
-            let opened =
-                sys::open_dir_at(Some(std::os::fd::AsFd::as_fd(&self.dir(parent).fd)), &name);
+            let opened = sys::open_dir_at(Some(self.dir(parent).fd.as_fd()), &name);
             match self.child_opened(parent, name, opened) {
                 Ok(Some(gift)) => gifts.push(gift),
                 Ok(None) => {}
@@ -531,9 +528,6 @@ impl Walker {
             buf: self.spare_bufs.pop().unwrap_or_else(|| vec![0u8; DIR_BUF]),
             users: 0,
             listed: false,
-            stat_inline: self.adaptive,
-            pending: VecDeque::new(),
-            probing: false,
         };
         let idx = match self.free_dirs.pop() {
             Some(i) => {
@@ -619,6 +613,12 @@ impl Walker {
         }
     }
 
+    /// Takes one filled directory buffer: every entry that is not a directory is stat'ed
+    /// on this thread, named straight from the buffer (or queued for the ring when not
+    /// adaptive); directories are queued to be opened, and counted then. A slow stat is
+    /// noted as a disk wait but changes nothing else: handing the directory's next
+    /// stats to io-wq as probes cost more than the waits it spared (cold Linux tree:
+    /// 11% slower in the microvm, 10% on the host).
     fn queue_entries(&mut self, idx: usize, filled: &[u8]) {
         for entry in DirentIter::new(filled) {
             let entry = match entry {
@@ -635,64 +635,29 @@ impl Walker {
             if sys::is_dot(entry.name) {
                 continue;
             }
-            let name = match sys::cstring(entry.name.as_bytes()) {
-                Ok(name) => name,
-                Err(e) => {
-                    self.tally.error(e.to_string());
-                    continue;
-                }
-            };
-            let d = self.dir(idx);
-            d.users += 1;
             if sys::listed_as_dir(entry.d_type) {
-                // Counted when opened, through its descriptor (see sys::count_subdir).
-                self.to_open.push_back((idx, name));
+                self.queue_open(idx, entry.c_name);
+            } else if !self.adaptive {
+                self.dir(idx).users += 1;
+                self.to_stat.push_back((idx, entry.c_name.to_owned()));
             } else {
-                d.pending.push_back(name);
+                let started = Tick::now();
+                let res = sys::statx_at(Some(self.dir(idx).fd.as_fd()), entry.c_name);
+                self.debug.inline_stats += 1;
+                if self.is_slow(started.elapsed()) {
+                    self.disk_wait_seen();
+                }
+                // The directory is not listed yet, so it outlives this call.
+                self.stat_done(idx, entry.c_name, res);
             }
         }
-        self.advance(idx);
     }
 
-    /// Stats the directory's pending entries: inline while that stays cheap; otherwise
-    /// one entry goes through the ring as a probe (it waits for the disk off this
-    /// thread, and the inode block it reads usually serves the entries after it), and
-    /// the rest wait for the probe. Without adaptivity, everything goes to the ring.
-    fn advance(&mut self, idx: usize) {
-        loop {
-            let adaptive = self.adaptive;
-            let d = self.dir(idx);
-            if d.probing {
-                return;
-            }
-            let Some(name) = d.pending.pop_front() else {
-                return;
-            };
-            if !adaptive {
-                self.to_stat.push_back((idx, name));
-                continue;
-            }
-            if !d.stat_inline {
-                d.probing = true;
-                self.to_stat.push_back((idx, name));
-                return;
-            }
-            let started = Tick::now();
-            let res = sys::statx_at(Some(std::os::fd::AsFd::as_fd(&d.fd)), &name);
-            self.debug.inline_stats += 1;
-            if self.is_slow(started.elapsed()) {
-                self.went_to_disk(idx);
-            }
-            // Pending entries hold `users`, so the directory outlives this call.
-            self.stat_done(
-                idx,
-                name,
-                res.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)),
-            );
-            if self.dirs[idx].is_none() {
-                return;
-            }
-        }
+    /// Queues subdirectory `name` of `dir` to be opened; the open keeps using the
+    /// parent's descriptor.
+    fn queue_open(&mut self, dir: usize, name: &CStr) {
+        self.dir(dir).users += 1;
+        self.to_open.push_back((dir, name.to_owned()));
     }
 
     fn new_op(&mut self, op: Op) -> usize {
@@ -747,9 +712,9 @@ impl Walker {
                 let Some((parent, name)) = self.to_open.pop_back() else {
                     return;
                 };
-                if self.dir(parent).stat_inline {
-                    // The parent's entries were cached: its subdirectories most likely
-                    // too, so open inline instead of a round trip through the ring.
+                if self.adaptive {
+                    // An open waits for the disk only for the subdirectory's inode,
+                    // which the parent's stats usually brought in already: inline.
                     self.open_inline(parent, name);
                     // An inline open lists and stats the child at once, so this loop can
                     // run for the whole subtree: share work as soon as someone is idle.
@@ -880,12 +845,6 @@ impl Walker {
         slept
     }
 
-    /// An inline stat or open was slow: this directory's next stat goes through the ring.
-    fn went_to_disk(&mut self, dir: usize) {
-        self.dir(dir).stat_inline = false;
-        self.disk_wait_seen();
-    }
-
     /// An inline call waited for the disk. A second one soon after means the tree is
     /// cold, not that this thread was preempted: then the next `RING_MODE_DIRS`
     /// directories are read through the ring and the wait counts towards waking the
@@ -901,13 +860,12 @@ impl Walker {
         }
     }
 
-    /// Opens a subdirectory on this thread; a slow open (disk) turns the parent's
-    /// remaining work over to the ring.
+    /// Opens a subdirectory on this thread; a slow open counts as a disk wait.
     fn open_inline(&mut self, parent: usize, name: CString) {
         let started = Tick::now();
-        let opened = sys::open_dir_at(Some(std::os::fd::AsFd::as_fd(&self.dir(parent).fd)), &name);
+        let opened = sys::open_dir_at(Some(self.dir(parent).fd.as_fd()), &name);
         if self.is_slow(started.elapsed()) {
-            self.went_to_disk(parent);
+            self.disk_wait_seen();
         }
         match self.child_opened(parent, name, opened) {
             Ok(Some((fd, path))) => self.add_dir(fd, path),
@@ -916,26 +874,19 @@ impl Walker {
         }
     }
 
-    /// Accounts one entry; a directory is queued to be opened.
-    fn stat_done(&mut self, dir: usize, name: CString, res: Result<crate::count::EntryStat, i32>) {
+    /// Accounts one stat'ed entry of `dir`. A directory (listed without a type) is
+    /// queued to be opened, and counted then.
+    fn stat_done(&mut self, dir: usize, name: &CStr, res: io::Result<crate::count::EntryStat>) {
         match res {
-            Ok(st) if st.is_dir() => {
-                // Listed without a type (DT_UNKNOWN): counted when opened, like the
-                // others. The open keeps using the parent's descriptor.
-                self.dir(dir).users += 1;
-                self.to_open.push_back((dir, name));
-            }
+            Ok(st) if st.is_dir() => self.queue_open(dir, name),
             Ok(st) => self.tally.add(&st),
             // Removed since it was listed: skipped, as du does.
-            Err(libc::ENOENT) => {}
-            Err(errno) => {
-                let path = self.dir(dir).path.join(OsStr::from_bytes(name.as_bytes()));
-                let e = io::Error::from_raw_os_error(errno);
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => {
+                let path = self.dir(dir).path.join(OsStr::from_bytes(name.to_bytes()));
                 self.tally.error(sys::cannot_access(&path, &e));
             }
         }
-        self.dir(dir).users -= 1;
-        self.maybe_finish(dir);
     }
 
     fn complete(&mut self, i: usize, res: i32) {
@@ -946,17 +897,11 @@ impl Walker {
                 let res = if res >= 0 {
                     Ok(sys::entry_stat(&out))
                 } else {
-                    Err(-res)
+                    Err(io::Error::from_raw_os_error(-res))
                 };
-                let adaptive = self.adaptive;
-                let d = self.dir(dir);
-                d.probing = false;
-                // The probe brought its inode block in: try the next entries inline.
-                d.stat_inline = adaptive;
-                self.stat_done(dir, name, res);
-                if self.dirs[dir].is_some() {
-                    self.advance(dir);
-                }
+                self.stat_done(dir, &name, res);
+                self.dir(dir).users -= 1;
+                self.maybe_finish(dir);
             }
             Op::Getdents { dir } => {
                 self.dir(dir).users -= 1;

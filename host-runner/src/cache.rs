@@ -96,28 +96,40 @@ pub fn touch(path: &Path) {
     }
 }
 
-/// Deletes the files in `dir` whose names start with `prefix`, except the `keep` most
-/// recently used ones and any used within `grace` (a concurrent runner may have chosen
-/// one and not opened it yet; a VM that has it open keeps its data after the unlink).
-/// Returns how many were deleted. Errors are ignored: pruning only saves space.
+/// Cached artifacts used this recently are never pruned.
+pub const PRUNE_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes the files and directories in `dir` whose names start with `prefix`, except
+/// the `keep` most recently used ones (see [`touch`]) and any used within `grace` (a
+/// concurrent runner may have chosen one and not opened it yet; a VM that has a file
+/// open keeps its data after the unlink). Returns how many were deleted. Errors are
+/// ignored: pruning only saves space.
 pub fn prune(dir: &Path, prefix: &str, keep: usize, grace: std::time::Duration) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     let now = std::time::SystemTime::now();
-    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+    let mut entries: Vec<(std::time::SystemTime, PathBuf, bool)> = entries
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
         .filter_map(|e| {
-            let meta = e.metadata().ok().filter(|m| m.is_file())?;
-            Some((meta.modified().ok()?, e.path()))
+            // Not followed: a symlink is neither, and is left alone.
+            let meta = e.metadata().ok().filter(|m| m.is_file() || m.is_dir())?;
+            Some((meta.modified().ok()?, e.path(), meta.is_dir()))
         })
         .collect();
-    files.sort_by_key(|f| std::cmp::Reverse(f.0));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
     let mut deleted = 0;
-    for (used, path) in files.into_iter().skip(keep) {
-        let recent = now.duration_since(used).map_or(true, |age| age < grace);
-        if !recent && std::fs::remove_file(&path).is_ok() {
+    for (used, path, is_dir) in entries.into_iter().skip(keep) {
+        if now.duration_since(used).map_or(true, |age| age < grace) {
+            continue;
+        }
+        let removed = if is_dir {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if removed.is_ok() {
             deleted += 1;
         }
     }
@@ -139,9 +151,18 @@ mod tests {
             file.set_modified(now - hour * age_hours).unwrap();
         }
         File::create(dir.path().join("other")).unwrap();
+        // A directory (a kernel build's outputs) is an entry like a file.
+        let old_dir = dir.path().join("img-e");
+        std::fs::create_dir(&old_dir).unwrap();
+        File::create(old_dir.join("vmlinux")).unwrap();
+        File::open(&old_dir)
+            .unwrap()
+            .set_modified(now - hour * 6)
+            .unwrap();
         // Keep 1 (img-d); of the rest, img-c was used within the grace period.
         let deleted = prune(dir.path(), "img-", 1, hour * 3 + hour / 2);
-        assert_eq!(deleted, 2);
+        assert_eq!(deleted, 3);
+        assert!(!old_dir.exists());
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -65,8 +65,6 @@ const ROOT_DIRS: &[&str] = &[
 const KEEP_ROOT_IMAGES: usize = 4;
 /// Directory snapshots kept in the cache (most recently used first).
 const KEEP_DIR_IMAGES: usize = 16;
-/// Cached images used this recently are never pruned.
-const PRUNE_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Bumped when the image layout changes, so stale cached images are not reused.
 const LAYOUT_VERSION: &str = "root-image-v2";
@@ -144,7 +142,7 @@ pub fn ensure_root_image(inputs: &[(PathBuf, String)]) -> Result<PathBuf> {
     make_ext2(root, &tmp, 1024, 400_000)?;
     cache::publish(&tmp, &image)?;
     // Every change to a guest binary makes a new image: keep the cache bounded.
-    cache::prune(&dir, "root-", KEEP_ROOT_IMAGES, PRUNE_GRACE);
+    cache::prune(&dir, "root-", KEEP_ROOT_IMAGES, cache::PRUNE_GRACE);
     Ok(image)
 }
 
@@ -293,6 +291,6 @@ pub fn ensure_dir_image(host_dir: &Path) -> Result<PathBuf> {
     cache::publish(&tmp, &image)?;
     // Snapshots of directories that are gone (test trees in temporary directories)
     // would otherwise pile up.
-    cache::prune(&dir, "", KEEP_DIR_IMAGES, PRUNE_GRACE);
+    cache::prune(&dir, "", KEEP_DIR_IMAGES, cache::PRUNE_GRACE);
     Ok(image)
 }

@@ -194,12 +194,18 @@ impl KernelRequest {
     }
 }
 
+/// Kernel builds kept in the cache (most recently used first): the patched and the
+/// stock kernel, and room for a few experiments.
+const KEEP_KERNELS: usize = 6;
+
 /// Returns the vmlinux for `req`, building it if no cached one matches.
 pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
-    let out_dir = cache::cache_dir("kernel/out")?.join(req.build_key()?);
+    let outputs = cache::cache_dir("kernel/out")?;
+    let out_dir = outputs.join(req.build_key()?);
     let vmlinux = out_dir.join("vmlinux");
     // A user's tree may change under the same key: always let make decide.
     if vmlinux.is_file() && matches!(req.source, KernelSource::Tarball(_)) {
+        cache::touch(&out_dir);
         return Ok(vmlinux);
     }
     crate::deps::ensure(crate::deps::KERNEL_BUILD)?;
@@ -225,6 +231,8 @@ pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
     std::fs::copy(obj.join("vmlinux"), &tmp).context("copying vmlinux")?;
     cache::publish(&tmp, &vmlinux)?;
     std::fs::copy(obj.join(".config"), out_dir.join("config")).context("saving .config")?;
+    cache::touch(&out_dir);
+    cache::prune(&outputs, "", KEEP_KERNELS, cache::PRUNE_GRACE);
     Ok(vmlinux)
 }
 

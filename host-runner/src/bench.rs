@@ -442,8 +442,8 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
     let art = cli::prepare(&args.kernel)?;
     let caps = crate::caps::HostCaps::probe();
     let tools_dir = ensure_static_hyperfine()?;
-    let data = image::ensure_dir_image(tree)?;
-    let tools = image::ensure_dir_image(&tools_dir)?;
+    let data = image::ensure_dir_image(tree, image::Snapshot::Everything)?;
+    let tools = image::ensure_dir_image(&tools_dir, image::Snapshot::Everything)?;
     let mut env = cli::base_env();
     env.push((b"COLD".to_vec(), args.cold_runs.to_string().into_bytes()));
     env.push((b"WARM".to_vec(), args.warm_runs.to_string().into_bytes()));

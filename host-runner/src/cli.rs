@@ -330,13 +330,16 @@ fn forward_host_signals() -> Result<std::sync::mpsc::Receiver<i32>> {
 
 /// `run`: one command in one VM; returns the exit status to mirror.
 pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
+    // A `--disk` holds everything; the implicit /src skips what git ignores (build
+    // outputs).
     let mut mounts = Vec::new();
     for spec in &args.disks {
-        mounts.push(parse_disk(spec)?);
+        let (host, guest) = parse_disk(spec)?;
+        mounts.push((host, guest, image::Snapshot::Everything));
     }
-    if !args.no_src && !mounts.iter().any(|(_, g)| g == Path::new("/src")) {
+    if !args.no_src && !mounts.iter().any(|(_, g, _)| g == Path::new("/src")) {
         let cwd = std::env::current_dir().context("current directory")?;
-        mounts.push((cwd, PathBuf::from("/src")));
+        mounts.push((cwd, PathBuf::from("/src"), image::Snapshot::GitVisible));
     }
     let mut env = base_env();
     for kv in &args.env {
@@ -350,10 +353,10 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
     let caps = HostCaps::probe();
     let mut disks = Vec::new();
     let mut disk_mounts = Vec::new();
-    for (i, (host, guest)) in mounts.iter().enumerate() {
+    for (i, (host, guest, what)) in mounts.iter().enumerate() {
         let serial = format!("disk{i}");
         disks.push(DiskAttach {
-            image: image::ensure_dir_image(host)?,
+            image: image::ensure_dir_image(host, *what)?,
             serial: serial.clone(),
             read_only: true,
             bypass_host_cache: args.no_host_cache,

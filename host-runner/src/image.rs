@@ -250,16 +250,133 @@ fn tree_usage(dir: &Path, key: &mut KeyBuilder) -> Result<(u64, u64)> {
     Ok((bytes, entries))
 }
 
+/// Which files of a host directory go into its snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshot {
+    /// Everything under the directory (an explicit `--disk`, a benchmark tree).
+    Everything,
+    /// In a git work tree, the files git sees: tracked and untracked, not the ignored
+    /// ones (build outputs: `target/` alone is GBs here, and changes with every build);
+    /// everything when the directory is not in a work tree or git is missing. The
+    /// implicit `/src`.
+    GitVisible,
+}
+
+/// The files of `dir` that git does not ignore, relative to it; None when `dir` is not
+/// in a work tree (or git is not installed).
+fn git_visible_files(dir: &Path) -> Option<Vec<PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let mut files: Vec<PathBuf> = out
+        .stdout
+        .split(|&b| b == 0)
+        .filter(|name| !name.is_empty())
+        // A nested repository is listed as "name/": taken whole.
+        .map(|name| {
+            PathBuf::from(std::ffi::OsStr::from_bytes(
+                name.strip_suffix(b"/").unwrap_or(name),
+            ))
+        })
+        .collect();
+    files.sort();
+    files.dedup();
+    Some(files)
+}
+
+/// Adds `rel` (under `root`) to the key and the usage counts; directories recursively.
+/// Files listed but gone (deleted, not yet committed) are skipped.
+fn add_usage(root: &Path, rel: &Path, key: &mut KeyBuilder, usage: &mut (u64, u64)) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let path = root.join(rel);
+    let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        return Ok(());
+    };
+    key.add(rel.as_os_str().as_encoded_bytes())
+        .add(&meta.size().to_le_bytes())
+        .add(&meta.mtime().to_le_bytes())
+        .add(&meta.mtime_nsec().to_le_bytes())
+        .add(&meta.mode().to_le_bytes());
+    usage.0 += meta.blocks() * 512;
+    usage.1 += 1;
+    if meta.is_dir() {
+        let rd = std::fs::read_dir(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut names: Vec<_> = rd
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        names.sort();
+        for name in names {
+            add_usage(root, &rel.join(name), key, usage)?;
+        }
+    }
+    Ok(())
+}
+
+/// Lays out `files` of `root` in the empty directory `stage` for mke2fs: hard links
+/// where the cache shares the file system, copies elsewhere; directories recursively.
+fn stage_files(root: &Path, files: &[PathBuf], stage: &Path) -> Result<()> {
+    for rel in files {
+        let (from, to) = (root.join(rel), stage.join(rel));
+        let Ok(meta) = std::fs::symlink_metadata(&from) else {
+            continue;
+        };
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if meta.is_dir() {
+            std::fs::create_dir_all(&to)?;
+            let mut inner = Vec::new();
+            for e in std::fs::read_dir(&from)? {
+                inner.push(rel.join(e?.file_name()));
+            }
+            stage_files(root, &inner, stage)?;
+        } else if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+        } else if meta.is_file() && std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// An ext2 snapshot of a host directory, rebuilt only when something in it changed.
-pub fn ensure_dir_image(host_dir: &Path) -> Result<PathBuf> {
+pub fn ensure_dir_image(host_dir: &Path, what: Snapshot) -> Result<PathBuf> {
     let host_dir = host_dir
         .canonicalize()
         .with_context(|| format!("--disk source {}", host_dir.display()))?;
     if !host_dir.is_dir() {
         bail!("--disk source {} is not a directory", host_dir.display());
     }
+    let selected = match what {
+        Snapshot::GitVisible => git_visible_files(&host_dir),
+        Snapshot::Everything => None,
+    };
     let mut key = KeyBuilder::new("dir-image-v1");
-    let (bytes, entries) = tree_usage(&host_dir, &mut key)?;
+    let (bytes, entries) = match &selected {
+        Some(files) => {
+            key.add(b"git-visible");
+            let mut usage = (0, 0);
+            for rel in files {
+                // Directories on the way to a file count once each at most.
+                usage.1 += rel.components().count() as u64 - 1;
+                add_usage(&host_dir, rel, &mut key, &mut usage)?;
+            }
+            usage
+        }
+        None => tree_usage(&host_dir, &mut key)?,
+    };
     let dir = cache::cache_dir("disks")?;
     let path_tag = KeyBuilder::new("dir")
         .add(host_dir.as_os_str().as_encoded_bytes())
@@ -274,7 +391,7 @@ pub fn ensure_dir_image(host_dir: &Path) -> Result<PathBuf> {
         cache::touch(&image);
         return Ok(image);
     }
-    // Older snapshots of the same directory are stale now.
+    // Older snapshots of the same directory are stale now (and an interrupted stage).
     for old in std::fs::read_dir(&dir)?.flatten() {
         if old
             .file_name()
@@ -282,12 +399,23 @@ pub fn ensure_dir_image(host_dir: &Path) -> Result<PathBuf> {
             .starts_with(&path_tag[..12])
         {
             let _ = std::fs::remove_file(old.path());
+            let _ = std::fs::remove_dir_all(old.path());
         }
     }
     let size_mib = bytes * 5 / 4 / (1 << 20) + 64;
     let inodes = entries * 5 / 4 + 1024;
     let tmp = dir.join(format!("{}.tmp", image.display()));
-    make_ext2(&host_dir, &tmp, size_mib, inodes)?;
+    match &selected {
+        Some(files) => {
+            let stage = dir.join(format!("{}.stage", image.display()));
+            std::fs::create_dir_all(&stage)?;
+            let made = stage_files(&host_dir, files, &stage)
+                .and_then(|()| make_ext2(&stage, &tmp, size_mib, inodes));
+            let _ = std::fs::remove_dir_all(&stage);
+            made?;
+        }
+        None => make_ext2(&host_dir, &tmp, size_mib, inodes)?,
+    }
     cache::publish(&tmp, &image)?;
     // Snapshots of directories that are gone (test trees in temporary directories)
     // would otherwise pile up.

@@ -221,6 +221,39 @@ fn the_current_directory_appears_read_only_at_src() {
 }
 
 #[test]
+fn src_in_a_git_work_tree_leaves_out_what_git_ignores() {
+    let dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    std::fs::write(dir.path().join(".gitignore"), "target/\n").unwrap();
+    std::fs::write(dir.path().join("tracked.txt"), "t").unwrap();
+    std::fs::create_dir_all(dir.path().join("src/deep")).unwrap();
+    std::fs::write(dir.path().join("src/deep/new.rs"), "u").unwrap();
+    std::fs::create_dir_all(dir.path().join("target/release")).unwrap();
+    std::fs::write(dir.path().join("target/release/big"), "build output").unwrap();
+    git(&["add", ".gitignore", "tracked.txt"]);
+    let out = run_in_vm()
+        .current_dir(dir.path())
+        .args(["sh", "-c", "cd /src && find . -type f | sort"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Tracked and untracked files are there, ignored ones are not.
+    assert_eq!(
+        text(&out.stdout),
+        "./.gitignore\n./src/deep/new.rs\n./tracked.txt\n"
+    );
+}
+
+#[test]
 fn explicit_disks_mount_where_asked() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("data"), "disk content").unwrap();

@@ -148,12 +148,18 @@ pub struct As {
     pub nobody: bool,
     /// RLIMIT_NOFILE for the command.
     pub nofile: Option<u64>,
+    /// traverse ignores d_type (TRAVERSE_NO_DTYPE), as on a file system that lists
+    /// every entry as DT_UNKNOWN.
+    pub no_dtype: bool,
 }
 
 fn command(program: impl AsRef<OsStr>, how: As) -> Command {
     let mut cmd = Command::new(program);
     if how.nobody {
         cmd.uid(65534).gid(65534);
+    }
+    if how.no_dtype {
+        cmd.env("TRAVERSE_NO_DTYPE", "1");
     }
     if let Some(n) = how.nofile {
         // SAFETY: setrlimit is async-signal-safe and touches no parent memory.
@@ -236,23 +242,27 @@ pub fn parse_line(line: &str) -> Option<(u64, u64)> {
     Some((f.parse().ok()?, b.parse().ok()?))
 }
 
-/// Checks every engine against du and find on `path`.
+/// Checks every engine against du and find on `path`, with the entry types the file
+/// system lists and again without them (every entry DT_UNKNOWN).
 pub fn assert_all_engines_match(path: &Path, how: As) {
     let want = reference(path, how);
     assert_ne!(want.bytes, u64::MAX, "du failed: {}", want.stderr);
-    for engine in ENGINES {
-        let got = traverse(engine, path, how);
-        assert_eq!(
-            (got.files, got.bytes),
-            (want.files, want.bytes),
-            "engine {engine} on {}: traverse stderr: {}",
-            path.display(),
-            got.stderr
-        );
-        assert_eq!(
-            got.status, want.status,
-            "engine {engine}: exit status vs du; stderr: {}",
-            got.stderr
-        );
+    for no_dtype in [false, true] {
+        let how = As { no_dtype, ..how };
+        for engine in ENGINES {
+            let got = traverse(engine, path, how);
+            assert_eq!(
+                (got.files, got.bytes),
+                (want.files, want.bytes),
+                "engine {engine} (no_dtype {no_dtype}) on {}: traverse stderr: {}",
+                path.display(),
+                got.stderr
+            );
+            assert_eq!(
+                got.status, want.status,
+                "engine {engine} (no_dtype {no_dtype}): exit status vs du; stderr: {}",
+                got.stderr
+            );
+        }
     }
 }

@@ -586,6 +586,8 @@ impl Walker {
             let took = started.elapsed();
             let n = match res {
                 Ok(n) => n,
+                // Removed since it was opened: it vanished, as du skips it.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => 0,
                 Err(e) => {
                     let msg = sys::cannot_read(&self.dir(idx).path, &e);
                     self.tally.error(msg);
@@ -915,7 +917,8 @@ impl Walker {
                     // (often just the end) is likely cached: try it here.
                     self.list_inline(dir);
                 } else {
-                    if res < 0 {
+                    // ENOENT: removed since it was opened, skipped like any vanished entry.
+                    if res < 0 && res != -libc::ENOENT {
                         let e = io::Error::from_raw_os_error(-res);
                         let msg = sys::cannot_read(&self.dir(dir).path, &e);
                         self.tally.error(msg);

@@ -157,3 +157,59 @@ fn several_paths_give_one_line_each() {
         "{json}"
     );
 }
+
+#[test]
+fn entries_vanishing_mid_walk_are_skipped() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let t = TestTree::new();
+    for d in 0..40 {
+        for f in 0..25 {
+            t.file(format!("stable/d{d}/f{f}"), 10);
+        }
+    }
+    let stable = testenv::reference(&t.path("stable"), As::default()).files;
+    let churn = t.path("churn");
+    std::fs::create_dir(&churn).unwrap();
+    let stop = AtomicBool::new(false);
+    let runs: Vec<(&str, testenv::Count)> = std::thread::scope(|s| {
+        // Subtrees appear and disappear while the engines walk: entries listed and gone
+        // before their stat, directories opened and then removed, and the reverse.
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                for i in 0..30 {
+                    let sub = churn.join(format!("c{i}/inner"));
+                    let _ = std::fs::create_dir_all(&sub);
+                    for f in 0..5 {
+                        let _ = std::fs::write(sub.join(format!("x{f}")), b"churn");
+                    }
+                }
+                for i in 0..30 {
+                    let _ = std::fs::remove_dir_all(churn.join(format!("c{i}")));
+                }
+            }
+        });
+        let runs = ENGINES
+            .iter()
+            .flat_map(|&engine| (0..RUNS).map(move |_| engine))
+            .map(|engine| (engine, traverse(engine, t.root(), As::default())))
+            .collect();
+        // Set before any assertion: a panic here would leave the churn running and
+        // the scope waiting for it.
+        stop.store(true, Ordering::Relaxed);
+        runs
+    });
+    for (engine, got) in &runs {
+        let outcome = format!("{engine}: {got:?}");
+        assert_eq!(got.status, Some(0), "{outcome}");
+        assert!(got.stderr.is_empty(), "{outcome}");
+        assert!((stable..=stable + 30 * 5).contains(&got.files), "{outcome}");
+    }
+    // The walks overlapped the churn: some saw churned files.
+    assert!(
+        runs.iter().any(|(_, got)| got.files > stable),
+        "no run met the churn"
+    );
+}
+
+/// Walks per engine in `entries_vanishing_mid_walk_are_skipped`.
+const RUNS: usize = 200;

@@ -267,6 +267,9 @@ pub enum Snapshot {
 fn git_visible_files(dir: &Path) -> Option<Vec<PathBuf>> {
     use std::os::unix::ffi::OsStrExt;
     let out = Command::new("git")
+        // The directory's own repository, whatever the caller's environment points at.
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
         .arg("-C")
         .arg(dir)
         .args([
@@ -369,7 +372,8 @@ pub fn ensure_dir_image(host_dir: &Path, what: Snapshot) -> Result<PathBuf> {
             key.add(b"git-visible");
             let mut usage = (0, 0);
             for rel in files {
-                // Directories on the way to a file count once each at most.
+                // Every directory on the way to a file, counted again for each file:
+                // an overestimate, which only sizes the inode table generously.
                 usage.1 += rel.components().count() as u64 - 1;
                 add_usage(&host_dir, rel, &mut key, &mut usage)?;
             }
@@ -378,9 +382,14 @@ pub fn ensure_dir_image(host_dir: &Path, what: Snapshot) -> Result<PathBuf> {
         None => tree_usage(&host_dir, &mut key)?,
     };
     let dir = cache::cache_dir("disks")?;
-    let path_tag = KeyBuilder::new("dir")
-        .add(host_dir.as_os_str().as_encoded_bytes())
-        .finish();
+    // One tag per directory and selection: the two selections of one directory are
+    // different snapshots, and each replaces only its own older ones.
+    let mut path_tag = KeyBuilder::new("dir");
+    path_tag.add(host_dir.as_os_str().as_encoded_bytes());
+    if selected.is_some() {
+        path_tag.add(b"git-visible");
+    }
+    let path_tag = path_tag.finish();
     let image = dir.join(format!("{}-{}.ext2", &path_tag[..12], key.finish()));
     if image.is_file() {
         cache::touch(&image);

@@ -204,8 +204,9 @@ pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
     let out_dir = outputs.join(req.build_key()?);
     let vmlinux = out_dir.join("vmlinux");
     // A user's tree may change under the same key: always let make decide.
+    // Touched first, so a concurrent prune sees it as used before we rely on it.
+    cache::touch(&out_dir);
     if vmlinux.is_file() && matches!(req.source, KernelSource::Tarball(_)) {
-        cache::touch(&out_dir);
         return Ok(vmlinux);
     }
     crate::deps::ensure(crate::deps::KERNEL_BUILD)?;

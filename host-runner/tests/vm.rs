@@ -240,16 +240,20 @@ fn src_in_a_git_work_tree_leaves_out_what_git_ignores() {
     std::fs::create_dir_all(dir.path().join("target/release")).unwrap();
     std::fs::write(dir.path().join("target/release/big"), "build output").unwrap();
     git(&["add", ".gitignore", "tracked.txt"]);
+    // The same directory as an explicit disk as well: that snapshot holds everything,
+    // and the two snapshots must not replace each other.
+    let spec = format!("{}:/data", dir.path().display());
     let out = run_in_vm()
         .current_dir(dir.path())
-        .args(["sh", "-c", "cd /src && find . -type f | sort"])
+        .args(["--disk", &spec, "sh", "-c"])
+        .arg("cd /src && find . -type f | sort; echo --; ls /data/target/release")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     // Tracked and untracked files are there, ignored ones are not.
     assert_eq!(
         text(&out.stdout),
-        "./.gitignore\n./src/deep/new.rs\n./tracked.txt\n"
+        "./.gitignore\n./src/deep/new.rs\n./tracked.txt\n--\nbig\n"
     );
 }
 

@@ -35,39 +35,40 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
 }
 
 /// Reads one directory: counts every entry but the subdirectories (counted when they
-/// are opened), returns their names.
+/// are opened) and returns their names, with the error that ended the listing early if
+/// one did: what was listed before it is kept, as du keeps it.
 pub fn read_dir_counting(
     fd: &OwnedFd,
     path: &Path,
     buf: &mut [u8],
     tally: &mut Tally,
-) -> io::Result<Vec<CString>> {
+) -> (Vec<CString>, Option<io::Error>) {
     let mut subdirs = Vec::new();
     loop {
-        let n = getdents64(fd.as_fd(), buf)?;
-        if n == 0 {
-            return Ok(subdirs);
-        }
+        let n = match getdents64(fd.as_fd(), buf) {
+            Ok(0) => return (subdirs, None),
+            Ok(n) => n,
+            Err(e) => return (subdirs, Some(e)),
+        };
         for entry in DirentIter::new(&buf[..n]) {
-            let entry = entry.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => return (subdirs, Some(io::Error::new(io::ErrorKind::InvalidData, e))),
+            };
             if sys::is_dot(entry.name) {
                 continue;
             }
-            let name = sys::cstring(entry.name.as_bytes())?;
             // Directories are counted when they are opened (see sys::count_subdir).
             if sys::listed_as_dir(entry.d_type) {
-                subdirs.push(name);
+                subdirs.push(entry.c_name.to_owned());
                 continue;
             }
-            match sys::statx_at(Some(fd.as_fd()), &name) {
-                Ok(st) if st.is_dir() => subdirs.push(name),
+            match sys::statx_at(Some(fd.as_fd()), entry.c_name) {
+                Ok(st) if st.is_dir() => subdirs.push(entry.c_name.to_owned()),
                 Ok(st) => tally.add(&st),
                 // Removed since it was listed: skipped, as du does.
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => tally.error(sys::cannot_access(
-                    &path.join(OsStr::from_bytes(name.as_bytes())),
-                    &e,
-                )),
+                Err(e) => tally.error(sys::cannot_access(&path.join(entry.name), &e)),
             }
         }
     }
@@ -227,21 +228,22 @@ fn enter(
     buf: &mut [u8],
     tally: &mut Tally,
 ) {
-    match read_dir_counting(&fd, &path, buf, tally) {
-        Ok(subdirs) => {
-            *open += 1;
-            stack.push(Frame {
-                fd: Some(fd),
-                path,
-                dev: st.dev,
-                ino: st.ino,
-                subdirs,
-                next: 0,
-            });
-        }
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(e) => tally.error(sys::cannot_read(&path, &e)),
+    let (subdirs, error) = read_dir_counting(&fd, &path, buf, tally);
+    match error {
+        // Removed since it was opened: it vanished, as du skips it.
+        Some(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Some(e) => tally.error(sys::cannot_read(&path, &e)),
+        None => {}
     }
+    *open += 1;
+    stack.push(Frame {
+        fd: Some(fd),
+        path,
+        dev: st.dev,
+        ino: st.ino,
+        subdirs,
+        next: 0,
+    });
 }
 
 /// Closes the descriptor of the outermost frame that still has one; false if none.

@@ -10,8 +10,9 @@
 //! statx and openat in an io-wq worker, the same blocking call plus two hand-offs, and
 //! on a warm tree the same goes for reads. A cold walk instead wakes reserve walkers, so
 //! that more calls wait for the disk at once; on kernels without the op, which block
-//! the walkers in every read as well, more of them. `TRAVERSE_RING_STAT=1` sends every
-//! stat and open through the ring instead, for comparison.
+//! the walkers in every read as well, more of them. `TRAVERSE_RING_STAT=1` sends the
+//! stats of non-directories and the opens through the ring instead, for comparison (a
+//! directory's own stat, through its descriptor, stays inline).
 //! Work waits in queues and is submitted while fewer than `MAX_IN_FLIGHT` requests are
 //! outstanding, stats first (they finish directories), then directory reads, then opens
 //! (which add work), and opens wait while `open_dir_budget()` directories are open.

@@ -37,6 +37,11 @@ pub fn tests() -> Vec<Test> {
             run: two_cpus,
         },
         Test {
+            name: "traverse_tree_changing_during_walk",
+            needs: "cpus=2 timeout=600",
+            run: changing,
+        },
+        Test {
             name: "traverse_uring_engine_with_io_uring_disabled",
             needs: "",
             run: io_uring_disabled,
@@ -234,6 +239,88 @@ fn two_cpus() -> Result<()> {
     for _ in 0..5 {
         check_all(root, false)?;
     }
+    Ok(())
+}
+
+/// Subtrees appear and vanish while every engine walks (the uring engine also with
+/// every directory read through IORING_OP_GETDENTS, TRAVERSE_RING_STAT): entries gone
+/// before their stat, directories removed after their open. Each walk must end with
+/// status 0 and no message, counting the stable part and at most all of the churn.
+fn changing() -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const SUBTREES: usize = 20;
+    const FILES: usize = 5;
+    let root = Path::new("/root/tv-changing");
+    for d in 0..20 {
+        let dir = root.join(format!("stable/d{d}"));
+        std::fs::create_dir_all(&dir)?;
+        for f in 0..20 {
+            std::fs::write(dir.join(format!("f{f}")), b"stable")?;
+        }
+    }
+    let stable = reference(&root.join("stable"), false)?.0;
+    let churn = root.join("churn");
+    std::fs::create_dir_all(&churn)?;
+    let stop = AtomicBool::new(false);
+    let variants: [(&str, bool); 4] = [
+        ("sync", false),
+        ("tokio", false),
+        ("uring", false),
+        ("uring", true),
+    ];
+    let runs = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                for i in 0..SUBTREES {
+                    let sub = churn.join(format!("c{i}/inner"));
+                    let _ = std::fs::create_dir_all(&sub);
+                    for f in 0..FILES {
+                        let _ = std::fs::write(sub.join(format!("x{f}")), b"churn");
+                    }
+                }
+                for i in 0..SUBTREES {
+                    let _ = std::fs::remove_dir_all(churn.join(format!("c{i}")));
+                }
+            }
+        });
+        let mut runs = Vec::new();
+        for (engine, ring) in variants {
+            for _ in 0..25 {
+                let mut cmd = Command::new("/bin/traverse");
+                cmd.args(["--engine", engine]).arg(root);
+                if ring {
+                    cmd.env("TRAVERSE_RING_STAT", "1");
+                }
+                runs.push((engine, ring, cmd.output()));
+            }
+        }
+        // Before any check: an early return would leave the churn running and the
+        // scope waiting for it.
+        stop.store(true, Ordering::Relaxed);
+        runs
+    });
+    let mut met_churn = false;
+    for (engine, ring, out) in runs {
+        let out = out.context("traverse")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let files: u64 = text
+            .trim()
+            .split_once(" files, ")
+            .and_then(|(f, _)| f.parse().ok())
+            .with_context(|| format!("{engine} (ring {ring}) output {text:?}, stderr {stderr}"))?;
+        ensure!(
+            out.status.code() == Some(0) && stderr.is_empty(),
+            "{engine} (ring {ring}): status {:?}, stderr: {stderr}",
+            out.status.code()
+        );
+        ensure!(
+            (stable..=stable + (SUBTREES * FILES) as u64).contains(&files),
+            "{engine} (ring {ring}): {files} files, stable part {stable}"
+        );
+        met_churn |= files > stable;
+    }
+    ensure!(met_churn, "no walk met the churn");
     Ok(())
 }
 

@@ -87,14 +87,17 @@ fn reference(path: &Path, nobody: bool) -> Result<(u64, u64, Option<i32>)> {
 }
 
 fn traverse(engine: &str, path: &Path, nobody: bool) -> Result<(u64, u64, Option<i32>, String)> {
-    let out = as_user(
+    run_traverse(as_user(
         Command::new("/bin/traverse")
             .args(["--engine", engine])
             .arg(path),
         nobody,
-    )
-    .output()
-    .context("traverse")?;
+    ))
+}
+
+/// Runs a prepared traverse command: (files, bytes, exit status, stderr).
+fn run_traverse(cmd: &mut Command) -> Result<(u64, u64, Option<i32>, String)> {
+    let out = cmd.output().context("traverse")?;
     let text = String::from_utf8_lossy(&out.stdout);
     let (f, rest) = text
         .trim()
@@ -291,7 +294,7 @@ fn changing() -> Result<()> {
                 if ring {
                     cmd.env("TRAVERSE_RING_STAT", "1");
                 }
-                runs.push((engine, ring, cmd.output()));
+                runs.push((engine, ring, run_traverse(&mut cmd)));
             }
         }
         // Before any check: an early return would leave the churn running and the
@@ -300,19 +303,11 @@ fn changing() -> Result<()> {
         runs
     });
     let mut met_churn = false;
-    for (engine, ring, out) in runs {
-        let out = out.context("traverse")?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let files: u64 = text
-            .trim()
-            .split_once(" files, ")
-            .and_then(|(f, _)| f.parse().ok())
-            .with_context(|| format!("{engine} (ring {ring}) output {text:?}, stderr {stderr}"))?;
+    for (engine, ring, got) in runs {
+        let (files, _, status, stderr) = got.with_context(|| format!("{engine} (ring {ring})"))?;
         ensure!(
-            out.status.code() == Some(0) && stderr.is_empty(),
-            "{engine} (ring {ring}): status {:?}, stderr: {stderr}",
-            out.status.code()
+            status == Some(0) && stderr.is_empty(),
+            "{engine} (ring {ring}): status {status:?}, stderr: {stderr}"
         );
         ensure!(
             (stable..=stable + (SUBTREES * FILES) as u64).contains(&files),

@@ -222,34 +222,6 @@ pub fn make_ext2(dir: &Path, image: &Path, size_mib: u64, inodes: u64) -> Result
     Ok(())
 }
 
-/// Size and entry count of a tree, without following symlinks.
-fn tree_usage(dir: &Path, key: &mut KeyBuilder) -> Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut bytes = 0u64;
-    let mut entries = 0u64;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let rd = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?;
-        let mut names: Vec<_> = rd.collect::<std::io::Result<Vec<_>>>()?;
-        names.sort_by_key(|e| e.file_name());
-        for e in names {
-            let meta = e.metadata()?;
-            let path = e.path();
-            key.add(path.as_os_str().as_encoded_bytes())
-                .add(&meta.size().to_le_bytes())
-                .add(&meta.mtime().to_le_bytes())
-                .add(&meta.mtime_nsec().to_le_bytes())
-                .add(&meta.mode().to_le_bytes());
-            entries += 1;
-            bytes += meta.blocks() * 512;
-            if meta.is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    Ok((bytes, entries))
-}
-
 /// Which files of a host directory go into its snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Snapshot {
@@ -299,32 +271,43 @@ fn git_visible_files(dir: &Path) -> Option<Vec<PathBuf>> {
     Some(files)
 }
 
-/// Adds `rel` (under `root`) to the key and the usage counts; directories recursively.
-/// Files listed but gone (deleted, not yet committed) are skipped.
-fn add_usage(root: &Path, rel: &Path, key: &mut KeyBuilder, usage: &mut (u64, u64)) -> Result<()> {
+/// The names in directory `dir`, sorted.
+fn sorted_names(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
+    let rd = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let mut names = rd
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    names.sort();
+    Ok(names)
+}
+
+/// Adds the entries `rels` of `root` (paths relative to it; a directory with everything
+/// below it) to `key` by name, size, mtime and mode, without following symlinks;
+/// returns their bytes and count. Listed entries that are gone (a tracked file deleted
+/// and not yet committed) are skipped.
+fn usage(root: &Path, rels: &[PathBuf], key: &mut KeyBuilder) -> Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    let path = root.join(rel);
-    let Ok(meta) = std::fs::symlink_metadata(&path) else {
-        return Ok(());
-    };
-    key.add(rel.as_os_str().as_encoded_bytes())
-        .add(&meta.size().to_le_bytes())
-        .add(&meta.mtime().to_le_bytes())
-        .add(&meta.mtime_nsec().to_le_bytes())
-        .add(&meta.mode().to_le_bytes());
-    usage.0 += meta.blocks() * 512;
-    usage.1 += 1;
-    if meta.is_dir() {
-        let rd = std::fs::read_dir(&path).with_context(|| format!("reading {}", path.display()))?;
-        let mut names: Vec<_> = rd
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        names.sort();
-        for name in names {
-            add_usage(root, &rel.join(name), key, usage)?;
+    let (mut bytes, mut entries) = (0u64, 0u64);
+    // Reversed, so that entries come off the stack in order.
+    let mut stack: Vec<PathBuf> = rels.iter().rev().cloned().collect();
+    while let Some(rel) = stack.pop() {
+        let path = root.join(&rel);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        key.add(rel.as_os_str().as_encoded_bytes())
+            .add(&meta.size().to_le_bytes())
+            .add(&meta.mtime().to_le_bytes())
+            .add(&meta.mtime_nsec().to_le_bytes())
+            .add(&meta.mode().to_le_bytes());
+        entries += 1;
+        bytes += meta.blocks() * 512;
+        if meta.is_dir() {
+            let names = sorted_names(&path)?;
+            stack.extend(names.into_iter().rev().map(|name| rel.join(name)));
         }
     }
-    Ok(())
+    Ok((bytes, entries))
 }
 
 /// Lays out `files` of `root` in the empty directory `stage` for mke2fs: hard links
@@ -340,10 +323,10 @@ fn stage_files(root: &Path, files: &[PathBuf], stage: &Path) -> Result<()> {
         }
         if meta.is_dir() {
             std::fs::create_dir_all(&to)?;
-            let mut inner = Vec::new();
-            for e in std::fs::read_dir(&from)? {
-                inner.push(rel.join(e?.file_name()));
-            }
+            let inner: Vec<PathBuf> = sorted_names(&from)?
+                .into_iter()
+                .map(|name| rel.join(name))
+                .collect();
             stage_files(root, &inner, stage)?;
         } else if meta.file_type().is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
@@ -370,16 +353,22 @@ pub fn ensure_dir_image(host_dir: &Path, what: Snapshot) -> Result<PathBuf> {
     let (bytes, entries) = match &selected {
         Some(files) => {
             key.add(b"git-visible");
-            let mut usage = (0, 0);
-            for rel in files {
-                // Every directory on the way to a file, counted again for each file:
-                // an overestimate, which only sizes the inode table generously.
-                usage.1 += rel.components().count() as u64 - 1;
-                add_usage(&host_dir, rel, &mut key, &mut usage)?;
-            }
-            usage
+            let (bytes, entries) = usage(&host_dir, files, &mut key)?;
+            // The directories on the way to each file, counted again for every file:
+            // an overestimate, which only sizes the inode table generously.
+            let parents: u64 = files
+                .iter()
+                .map(|f| f.components().count() as u64 - 1)
+                .sum();
+            (bytes, entries + parents)
         }
-        None => tree_usage(&host_dir, &mut key)?,
+        None => {
+            let top: Vec<PathBuf> = sorted_names(&host_dir)?
+                .into_iter()
+                .map(PathBuf::from)
+                .collect();
+            usage(&host_dir, &top, &mut key)?
+        }
     };
     let dir = cache::cache_dir("disks")?;
     // One tag per directory and selection: the two selections of one directory are
@@ -401,16 +390,7 @@ pub fn ensure_dir_image(host_dir: &Path, what: Snapshot) -> Result<PathBuf> {
         return Ok(image);
     }
     // Older snapshots of the same directory are stale now (and an interrupted stage).
-    for old in std::fs::read_dir(&dir)?.flatten() {
-        if old
-            .file_name()
-            .to_string_lossy()
-            .starts_with(&path_tag[..12])
-        {
-            let _ = std::fs::remove_file(old.path());
-            let _ = std::fs::remove_dir_all(old.path());
-        }
-    }
+    cache::prune(&dir, &path_tag[..12], 0, std::time::Duration::ZERO);
     let size_mib = bytes * 5 / 4 / (1 << 20) + 64;
     let inodes = entries * 5 / 4 + 1024;
     let tmp = dir.join(format!("{}.tmp", image.display()));

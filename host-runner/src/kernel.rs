@@ -232,7 +232,6 @@ pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
     std::fs::copy(obj.join("vmlinux"), &tmp).context("copying vmlinux")?;
     cache::publish(&tmp, &vmlinux)?;
     std::fs::copy(obj.join(".config"), out_dir.join("config")).context("saving .config")?;
-    cache::touch(&out_dir);
     cache::prune(&outputs, "", KEEP_KERNELS, cache::PRUNE_GRACE);
     Ok(vmlinux)
 }

@@ -63,12 +63,9 @@ pub fn read_dir_counting(
                 subdirs.push(entry.c_name.to_owned());
                 continue;
             }
-            match sys::statx_at(Some(fd.as_fd()), entry.c_name) {
-                Ok(st) if st.is_dir() => subdirs.push(entry.c_name.to_owned()),
-                Ok(st) => tally.add(&st),
-                // Removed since it was listed: skipped, as du does.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => tally.error(sys::cannot_access(&path.join(entry.name), &e)),
+            let res = sys::statx_at(Some(fd.as_fd()), entry.c_name);
+            if sys::account_listed(tally, res, || path.join(entry.name)) {
+                subdirs.push(entry.c_name.to_owned());
             }
         }
     }
@@ -229,11 +226,8 @@ fn enter(
     tally: &mut Tally,
 ) {
     let (subdirs, error) = read_dir_counting(&fd, &path, buf, tally);
-    match error {
-        // Removed since it was opened: it vanished, as du skips it.
-        Some(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Some(e) => tally.error(sys::cannot_read(&path, &e)),
-        None => {}
+    if let Some(e) = error {
+        sys::listing_failed(tally, &path, &e);
     }
     *open += 1;
     stack.push(Frame {

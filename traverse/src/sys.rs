@@ -109,6 +109,32 @@ pub fn count_subdir(
     None
 }
 
+/// Accounts an entry of a listing stat'ed by name (`path` names it in messages) and
+/// says whether it is a directory, which the caller opens and counts then (see
+/// [`count_subdir`]). An entry removed since it was listed is skipped, as du skips it;
+/// other failures are reported as du reports them.
+pub fn account_listed(
+    tally: &mut Tally,
+    res: io::Result<EntryStat>,
+    path: impl FnOnce() -> std::path::PathBuf,
+) -> bool {
+    match res {
+        Ok(st) if st.is_dir() => return true,
+        Ok(st) => tally.add(&st),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => tally.error(cannot_access(&path(), &e)),
+    }
+    false
+}
+
+/// Records a directory listing that failed part way: a directory removed after it was
+/// opened (ENOENT) vanished and is skipped, as du skips it; anything else is reported.
+pub fn listing_failed(tally: &mut Tally, path: &std::path::Path, err: &io::Error) {
+    if err.raw_os_error() != Some(libc::ENOENT) {
+        tally.error(cannot_read(path, err));
+    }
+}
+
 /// Is this listed entry a directory by its d_type? DT_UNKNOWN (file systems that do not
 /// fill d_type) says no: such entries are stat'ed by name first, and a directory among
 /// them is counted when it is opened. `TRAVERSE_NO_DTYPE=1` treats every entry so,

@@ -92,10 +92,8 @@ async fn read_one(dir: PathBuf) -> Listed {
         let entry = match rd.next_entry().await {
             Ok(Some(e)) => e,
             Ok(None) => return out,
-            // Removed since it was opened: it vanished, as du skips it.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
             Err(e) => {
-                out.tally.error(sys::cannot_read(&dir, &e));
+                sys::listing_failed(&mut out.tally, &dir, &e);
                 return out;
             }
         };

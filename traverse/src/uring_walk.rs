@@ -585,16 +585,11 @@ impl Walker {
             let started = Tick::now();
             let res = getdents64(std::os::fd::AsFd::as_fd(&d.fd), &mut buf);
             let took = started.elapsed();
-            let n = match res {
-                Ok(n) => n,
-                // Removed since it was opened: it vanished, as du skips it.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => 0,
-                Err(e) => {
-                    let msg = sys::cannot_read(&self.dir(idx).path, &e);
-                    self.tally.error(msg);
-                    0
-                }
-            };
+            let n = res.unwrap_or_else(|e| {
+                let path = self.dir(idx).path.clone();
+                sys::listing_failed(&mut self.tally, &path, &e);
+                0
+            });
             let slow = self.is_slow_list(took, n);
             self.debug.inline_lists += 1;
             if n == 0 {
@@ -882,15 +877,12 @@ impl Walker {
     /// Accounts one stat'ed entry of `dir`. A directory (listed without a type) is
     /// queued to be opened, and counted then.
     fn stat_done(&mut self, dir: usize, name: &CStr, res: io::Result<crate::count::EntryStat>) {
-        match res {
-            Ok(st) if st.is_dir() => self.queue_open(dir, name),
-            Ok(st) => self.tally.add(&st),
-            // Removed since it was listed: skipped, as du does.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => {
-                let path = self.dir(dir).path.join(OsStr::from_bytes(name.to_bytes()));
-                self.tally.error(sys::cannot_access(&path, &e));
-            }
+        let Some(d) = self.dirs[dir].as_ref() else {
+            unreachable!("directory slot {dir} is free");
+        };
+        let path = || d.path.join(OsStr::from_bytes(name.to_bytes()));
+        if sys::account_listed(&mut self.tally, res, path) {
+            self.queue_open(dir, name);
         }
     }
 
@@ -918,11 +910,10 @@ impl Walker {
                     // (often just the end) is likely cached: try it here.
                     self.list_inline(dir);
                 } else {
-                    // ENOENT: removed since it was opened, skipped like any vanished entry.
-                    if res < 0 && res != -libc::ENOENT {
+                    if res < 0 {
                         let e = io::Error::from_raw_os_error(-res);
-                        let msg = sys::cannot_read(&self.dir(dir).path, &e);
-                        self.tally.error(msg);
+                        let path = self.dir(dir).path.clone();
+                        sys::listing_failed(&mut self.tally, &path, &e);
                     }
                     self.dir(dir).listed = true;
                     self.maybe_finish(dir);

@@ -99,12 +99,7 @@ fn ensure_cargo_peers() -> Result<PathBuf> {
 /// hyperfine built static for the guest (crates.io, the one the host toolchain supports).
 fn ensure_static_hyperfine() -> Result<PathBuf> {
     let root = cache::cache_dir("tools")?.join("hyperfine-static");
-    let bin = root.join("bin/hyperfine");
-    if bin.is_file() {
-        return Ok(root.join("bin"));
-    }
-    let _lock = cache::lock("hyperfine-static")?;
-    if !bin.is_file() {
+    cache::build_once(&root.join("bin/hyperfine"), "hyperfine-static", || {
         eprintln!("host-runner: building a static hyperfine for the guest");
         let status = crate::cargo::install("hyperfine", "1.20.0", &root)
             .args(["--target", "x86_64-unknown-linux-gnu"])
@@ -114,7 +109,8 @@ fn ensure_static_hyperfine() -> Result<PathBuf> {
         if !status.success() {
             bail!("building a static hyperfine failed ({status})");
         }
-    }
+        Ok(())
+    })?;
     Ok(root.join("bin"))
 }
 
@@ -123,11 +119,8 @@ fn ensure_tree() -> Result<PathBuf> {
     deps::ensure(&deps::KERNEL_BUILD[..1])?;
     let dir = cache::cache_dir("bench")?;
     let tree = dir.join("linux-source-6.12");
-    if tree.join("Makefile").is_file() {
-        return Ok(tree);
-    }
-    let _lock = cache::lock("bench-tree")?;
-    if !tree.join("Makefile").is_file() {
+    // The tree appears in one rename, Makefile and all.
+    cache::build_once(&tree.join("Makefile"), "bench-tree", || {
         let staging = dir.join("staging");
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging)?;
@@ -143,7 +136,8 @@ fn ensure_tree() -> Result<PathBuf> {
         }
         cache::publish(&staging.join("linux-source-6.12"), &tree)?;
         let _ = std::fs::remove_dir_all(&staging);
-    }
+        Ok(())
+    })?;
     Ok(tree)
 }
 

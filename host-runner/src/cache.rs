@@ -81,6 +81,30 @@ pub fn lock(name: &str) -> Result<CacheLock> {
     Ok(CacheLock { _lock: lock })
 }
 
+/// Makes sure `artifact` exists, running `build` under the lock `lock_name` when it
+/// does not. Checked before taking the lock, so a cached artifact costs one stat, and
+/// again after it, because another runner may have built it while this one waited.
+/// `build` must create `artifact` last, with [`publish`], so that its existence means
+/// it is complete.
+pub fn build_once(
+    artifact: &Path,
+    lock_name: &str,
+    build: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    if artifact.exists() {
+        return Ok(());
+    }
+    let _lock = lock(lock_name)?;
+    if artifact.exists() {
+        return Ok(());
+    }
+    build()?;
+    if !artifact.exists() {
+        anyhow::bail!("building {} did not create it", artifact.display());
+    }
+    Ok(())
+}
+
 /// Moves a finished artifact into place atomically so readers never see half a file.
 pub fn publish(tmp: &Path, dest: &Path) -> Result<()> {
     std::fs::rename(tmp, dest)

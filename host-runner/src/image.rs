@@ -122,27 +122,22 @@ pub fn ensure_root_image(inputs: &[(PathBuf, String)]) -> Result<PathBuf> {
     }
     let dir = cache::cache_dir("images")?;
     let image = dir.join(format!("root-{}.ext2", key.finish()));
-    if image.is_file() {
-        cache::touch(&image);
-        return Ok(image);
-    }
-    let _lock = cache::lock("root-image")?;
-    if image.is_file() {
-        cache::touch(&image);
-        return Ok(image);
-    }
-    let staging = tempfile::Builder::new()
-        .prefix("root-staging-")
-        .tempdir_in(&dir)?;
-    let root = staging.path();
-    stage_root(root, inputs)?;
-    // Room for tests that build large trees on the root filesystem (writes go to a
-    // per-VM overlay, the image itself stays pristine).
-    let tmp = dir.join(format!("{}.tmp", image.display()));
-    make_ext2(root, &tmp, 1024, 400_000)?;
-    cache::publish(&tmp, &image)?;
-    // Every change to a guest binary makes a new image: keep the cache bounded.
-    cache::prune(&dir, "root-", KEEP_ROOT_IMAGES, cache::PRUNE_GRACE);
+    cache::build_once(&image, "root-image", || {
+        let staging = tempfile::Builder::new()
+            .prefix("root-staging-")
+            .tempdir_in(&dir)?;
+        let root = staging.path();
+        stage_root(root, inputs)?;
+        // Room for tests that build large trees on the root filesystem (writes go to a
+        // per-VM overlay, the image itself stays pristine).
+        let tmp = dir.join(format!("{}.tmp", image.display()));
+        make_ext2(root, &tmp, 1024, 400_000)?;
+        cache::publish(&tmp, &image)?;
+        // Every change to a guest binary makes a new image: keep the cache bounded.
+        cache::prune(&dir, "root-", KEEP_ROOT_IMAGES, cache::PRUNE_GRACE);
+        Ok(())
+    })?;
+    cache::touch(&image);
     Ok(image)
 }
 
@@ -380,34 +375,30 @@ pub fn ensure_dir_image(host_dir: &Path, what: Snapshot) -> Result<PathBuf> {
     }
     let path_tag = path_tag.finish();
     let image = dir.join(format!("{}-{}.ext2", &path_tag[..12], key.finish()));
-    if image.is_file() {
-        cache::touch(&image);
-        return Ok(image);
-    }
-    let _lock = cache::lock(&format!("disk-{}", &path_tag[..12]))?;
-    if image.is_file() {
-        cache::touch(&image);
-        return Ok(image);
-    }
-    // Older snapshots of the same directory are stale now (and an interrupted stage).
-    cache::prune(&dir, &path_tag[..12], 0, std::time::Duration::ZERO);
-    let size_mib = bytes * 5 / 4 / (1 << 20) + 64;
-    let inodes = entries * 5 / 4 + 1024;
-    let tmp = dir.join(format!("{}.tmp", image.display()));
-    match &selected {
-        Some(files) => {
-            let stage = dir.join(format!("{}.stage", image.display()));
-            std::fs::create_dir_all(&stage)?;
-            let made = stage_files(&host_dir, files, &stage)
-                .and_then(|()| make_ext2(&stage, &tmp, size_mib, inodes));
-            let _ = std::fs::remove_dir_all(&stage);
-            made?;
+    let lock_name = format!("disk-{}", &path_tag[..12]);
+    cache::build_once(&image, &lock_name, || {
+        // Older snapshots of the same directory are stale now (and an interrupted stage).
+        cache::prune(&dir, &path_tag[..12], 0, std::time::Duration::ZERO);
+        let size_mib = bytes * 5 / 4 / (1 << 20) + 64;
+        let inodes = entries * 5 / 4 + 1024;
+        let tmp = dir.join(format!("{}.tmp", image.display()));
+        match &selected {
+            Some(files) => {
+                let stage = dir.join(format!("{}.stage", image.display()));
+                std::fs::create_dir_all(&stage)?;
+                let made = stage_files(&host_dir, files, &stage)
+                    .and_then(|()| make_ext2(&stage, &tmp, size_mib, inodes));
+                let _ = std::fs::remove_dir_all(&stage);
+                made?;
+            }
+            None => make_ext2(&host_dir, &tmp, size_mib, inodes)?,
         }
-        None => make_ext2(&host_dir, &tmp, size_mib, inodes)?,
-    }
-    cache::publish(&tmp, &image)?;
-    // Snapshots of directories that are gone (test trees in temporary directories)
-    // would otherwise pile up.
-    cache::prune(&dir, "", KEEP_DIR_IMAGES, cache::PRUNE_GRACE);
+        cache::publish(&tmp, &image)?;
+        // Snapshots of directories that are gone (test trees in temporary
+        // directories) would otherwise pile up.
+        cache::prune(&dir, "", KEEP_DIR_IMAGES, cache::PRUNE_GRACE);
+        Ok(())
+    })?;
+    cache::touch(&image);
     Ok(image)
 }

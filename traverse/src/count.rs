@@ -33,7 +33,7 @@ pub struct EntryStat {
     pub size: u64,
     /// st_nlink.
     pub nlink: u64,
-    /// Device, for hard-link identity.
+    /// Device as st_dev encodes it (makedev), for hard-link identity.
     pub dev: u64,
     /// Inode, for hard-link identity.
     pub ino: u64,

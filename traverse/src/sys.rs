@@ -20,7 +20,8 @@ pub fn entry_stat(sx: &libc::statx) -> EntryStat {
         mode: u32::from(sx.stx_mode),
         size: sx.stx_size,
         nlink: u64::from(sx.stx_nlink),
-        dev: (u64::from(sx.stx_dev_major) << 32) | u64::from(sx.stx_dev_minor),
+        // st_dev's encoding, so statx and stat results (the tokio engine's) agree.
+        dev: libc::makedev(sx.stx_dev_major, sx.stx_dev_minor),
         ino: sx.stx_ino,
     }
 }

@@ -117,6 +117,30 @@ impl TestTree {
         self
     }
 
+    /// Hard-links `existing` as `link` in the innermost directory of the chain `deep`
+    /// made at `chain`: one inode reached both near the top and beyond PATH_MAX.
+    pub fn hardlink_at_bottom(&self, chain: impl AsRef<Path>, existing: impl AsRef<Path>) -> &Self {
+        let top = CString::new(self.path(chain).as_os_str().as_bytes()).expect("path");
+        let existing = CString::new(self.path(existing).as_os_str().as_bytes()).expect("path");
+        // SAFETY: plain *at() syscalls on descriptors this function owns and closes.
+        unsafe {
+            let mut fd = libc::open(top.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+            assert!(fd >= 0);
+            loop {
+                let next = libc::openat(fd, c"d".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+                if next < 0 {
+                    break;
+                }
+                libc::close(fd);
+                fd = next;
+            }
+            let linked = libc::linkat(libc::AT_FDCWD, existing.as_ptr(), fd, c"link".as_ptr(), 0);
+            assert_eq!(linked, 0, "linkat");
+            libc::close(fd);
+        }
+        self
+    }
+
     /// Sets permission bits.
     pub fn mode(&self, rel: impl AsRef<Path>, mode: u32) -> &Self {
         chmod(&self.path(rel), mode);

@@ -110,6 +110,9 @@ pub fn count_long_path(path: &Path, count_self: bool, tally: &mut Tally) {
     }
 }
 
+/// How many 1 ms waits [`count_subtree_at`] makes for a free descriptor.
+const OUT_OF_FDS_WAITS: u32 = 1000;
+
 /// Counts the listed subdirectory `name` of `parent` and everything below it.
 pub fn count_subtree_at(
     parent: &OwnedFd,
@@ -118,7 +121,16 @@ pub fn count_subtree_at(
     budget: usize,
     tally: &mut Tally,
 ) {
-    let opened = sys::open_dir_at(Some(parent.as_fd()), name);
+    let mut opened = sys::open_dir_at(Some(parent.as_fd()), name);
+    // The caller holds nothing it could give back, but other threads of the process
+    // close directories as they finish them: wait (boundedly) before calling the
+    // subtree unreadable.
+    let mut waits = 0;
+    while sys::is_out_of_fds(&opened) && waits < OUT_OF_FDS_WAITS {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        waits += 1;
+        opened = sys::open_dir_at(Some(parent.as_fd()), name);
+    }
     if let Some((fd, st)) = sys::count_subdir(parent.as_fd(), name, &path, opened, tally) {
         walk_within(fd, path, &st, budget, tally);
     }
@@ -164,9 +176,7 @@ fn walk_within(fd: OwnedFd, path: PathBuf, st: &EntryStat, budget: usize, tally:
             let mut opened = open_child();
             // Other threads of the process hold descriptors too: when the process runs
             // out, give one of ours back and try once more.
-            if matches!(&opened, Err(e) if e.raw_os_error() == Some(libc::EMFILE))
-                && release_oldest(&mut stack, &mut open)
-            {
+            if sys::is_out_of_fds(&opened) && release_oldest(&mut stack, &mut open) {
                 opened = open_child();
             }
             if let Some((fd, st)) = sys::count_subdir(parent, &name, &child_path, opened, tally) {
@@ -195,9 +205,7 @@ fn walk_within(fd: OwnedFd, path: PathBuf, st: &EntryStat, budget: usize, tally:
         };
         let mut reopened = reopen_parent(child_fd, dev, ino);
         // Out of descriptors (other threads hold some): give one back, try once more.
-        if matches!(&reopened, Err(e) if e.raw_os_error() == Some(libc::EMFILE))
-            && release_oldest(&mut stack, &mut open)
-        {
+        if sys::is_out_of_fds(&reopened) && release_oldest(&mut stack, &mut open) {
             reopened = reopen_parent(child_fd, dev, ino);
         }
         let Some(parent) = stack.last_mut() else {

@@ -40,6 +40,11 @@ pub fn thread_sleeps() -> Option<u64> {
     u64::try_from(usage.ru_nvcsw).ok()
 }
 
+/// True when `r` failed because the process or the system ran out of descriptors.
+pub fn is_out_of_fds<T>(r: &io::Result<T>) -> bool {
+    matches!(r, Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)))
+}
+
 /// statx without following a final symlink; `dir` None means relative to the cwd.
 pub fn statx_at(dir: Option<BorrowedFd<'_>>, name: &CStr) -> io::Result<EntryStat> {
     let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());

@@ -222,32 +222,35 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
         let handles: Vec<_> = (0..total)
             .map(|i| {
                 let (shared, cfg) = (&shared, &cfg);
-                s.spawn(move || match Walker::new(cfg, i >= threads) {
-                    Ok(mut w) => {
-                        let started = std::time::Instant::now();
-                        let result = w.run(shared);
-                        if cfg.debug {
-                            eprintln!(
-                                "walker {i}: {:?} disk_waits {} total {:?}",
-                                w.debug,
-                                w.disk_waits,
-                                started.elapsed()
-                            );
-                        }
-                        match result {
-                            Ok(()) => Outcome::Walked(w.tally),
-                            Err(e) => {
-                                // Its work is lost: nobody may wait for it any more.
-                                shared.finish();
-                                Outcome::Failed(e)
+                s.spawn(move || {
+                    let _finish = FinishOnPanic(shared);
+                    match Walker::new(cfg, i >= threads) {
+                        Ok(mut w) => {
+                            let started = std::time::Instant::now();
+                            let result = w.run(shared);
+                            if cfg.debug {
+                                eprintln!(
+                                    "walker {i}: {:?} disk_waits {} total {:?}",
+                                    w.debug,
+                                    w.disk_waits,
+                                    started.elapsed()
+                                );
+                            }
+                            match result {
+                                Ok(()) => Outcome::Walked(std::mem::take(&mut w.tally)),
+                                Err(e) => {
+                                    // Its work is lost: nobody may wait for it any more.
+                                    shared.finish();
+                                    Outcome::Failed(e)
+                                }
                             }
                         }
-                    }
-                    Err(_) => {
-                        // No ring for this walker (locked memory spent, io_uring refused):
-                        // the others do its share.
-                        shared.leave();
-                        Outcome::NoRing
+                        Err(_) => {
+                            // No ring for this walker (locked memory spent, io_uring refused):
+                            // the others do its share.
+                            shared.leave();
+                            Outcome::NoRing
+                        }
                     }
                 })
             })
@@ -500,7 +503,7 @@ impl Walker {
         name: CString,
         opened: io::Result<OwnedFd>,
     ) -> Result<Option<(OwnedFd, PathBuf)>, CString> {
-        if is_out_of_fds(&opened) {
+        if sys::is_out_of_fds(&opened) {
             return Err(name);
         }
         let Some(d) = self.dirs[parent].as_ref() else {
@@ -904,7 +907,10 @@ impl Walker {
                 self.dir(dir).users -= 1;
                 if res > 0 {
                     let buf = std::mem::take(&mut self.dir(dir).buf);
-                    self.queue_entries(dir, &buf[..res as usize]);
+                    // The kernel never returns more than it was given; a broken one
+                    // must not make us read past the buffer either.
+                    let filled = (res as usize).min(buf.len());
+                    self.queue_entries(dir, &buf[..filled]);
                     self.dir(dir).buf = buf;
                     // The read brought the directory's first blocks in; the next read
                     // (often just the end) is likely cached: try it here.
@@ -937,6 +943,37 @@ impl Walker {
     }
 }
 
-fn is_out_of_fds<T>(r: &io::Result<T>) -> bool {
-    matches!(r, Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)))
+impl Drop for Walker {
+    /// A walker that stops early (a ring error, a panic) may leave requests in flight
+    /// that the kernel still completes into our buffers, names and descriptors: wait
+    /// for them, and leak what they use if the ring cannot say they are done.
+    fn drop(&mut self) {
+        let mut attempts = 0;
+        while self.in_flight > 0 && attempts < 100 {
+            attempts += 1;
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(_) => break,
+            }
+            let done = self.ring.completion().count();
+            self.in_flight = self.in_flight.saturating_sub(done);
+        }
+        if self.in_flight > 0 {
+            std::mem::forget(std::mem::take(&mut self.dirs));
+            std::mem::forget(std::mem::take(&mut self.ops));
+        }
+    }
+}
+
+/// Ends the walk for everyone when a walker thread unwinds: the others would otherwise
+/// wait for its work forever (and the join would wait for them).
+struct FinishOnPanic<'a>(&'a Shared);
+
+impl Drop for FinishOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.finish();
+        }
+    }
 }

@@ -36,7 +36,8 @@ fn json_string(s: &str) -> String {
 }
 
 /// Runs the tool; `engine` overrides `--engine` (the traverse-iouring / -tokio commands).
-/// Returns the exit status: 0, or 1 when a path or a directory could not be read.
+/// Returns the exit status: 0, or 1 when a path or a directory could not be read or the
+/// result could not be written.
 pub fn main_with(engine: Option<Engine>) -> i32 {
     let args = Args::parse();
     let engine = engine.unwrap_or(args.engine);
@@ -62,7 +63,12 @@ pub fn main_with(engine: Option<Engine>) -> i32 {
                 } else {
                     format!("{} files, {} bytes", t.files, t.bytes)
                 };
-                let _ = writeln!(stdout.lock(), "{line}");
+                // A result that cannot be delivered is a failure, as in du ("write
+                // error"): Rust ignores SIGPIPE, so a closed pipe arrives here as EPIPE.
+                if let Err(e) = writeln!(stdout.lock(), "{line}") {
+                    eprintln!("traverse: write error: {e}");
+                    return 1;
+                }
             }
             Err(e) => {
                 eprintln!("traverse: {e}");

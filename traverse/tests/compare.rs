@@ -125,6 +125,25 @@ fn a_missing_path_is_an_error_with_status_1() {
 }
 
 #[test]
+fn a_result_that_cannot_be_written_is_an_error_with_status_1() {
+    let t = TestTree::new();
+    t.file("a/f", 10);
+    // /dev/full fails every write with ENOSPC, like a full disk under a redirect.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_traverse"))
+        .arg(t.path("a"))
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("write error"), "{stderr}");
+}
+
+#[test]
 fn a_symlink_or_file_given_as_the_path_is_not_followed() {
     let t = TestTree::new();
     t.file("d/f", 1000).symlink("d", "link").file("plain", 42);

@@ -125,10 +125,11 @@ impl DirOptions {
 
 /// What a GETDENTS request owns while the kernel may use it.
 struct ReadData {
-    buf: Vec<u8>,
+    buf: ops::KernelWritable<Vec<u8>>,
     /// A share of the descriptor, so it stays open (and its number is not reused) until
-    /// the request completes, even if the [`Dir`] is dropped first: the op looks the
-    /// descriptor up only when an io-wq worker runs it, not at submission.
+    /// the request completes, even if the [`Dir`] is dropped first: tokio-uring submits
+    /// queued entries only when the runtime next parks, and the kernel looks the number
+    /// up then.
     _fd: Rc<OwnedFd>,
     /// The result of an emulated read (see [`DirOptions::emulate_in_flight`]).
     emulated: Option<i32>,
@@ -189,7 +190,9 @@ enum State {
 ///
 /// **Dropping** a `Dir` without [`close`](Self::close) closes the descriptor
 /// synchronously; if a read is still in flight, the driver keeps the buffer and the
-/// descriptor until the kernel completes it, and closes the descriptor then.
+/// descriptor until the kernel completes it, and closes the descriptor then. Should the
+/// runtime shut down first, the buffer of that read is leaked rather than freed under
+/// the kernel (tokio-uring's driver drops it before cancelling the read).
 pub struct Dir {
     state: State,
     fd: Rc<OwnedFd>,
@@ -307,7 +310,7 @@ impl Dir {
                         } else {
                             Ok(res.unsigned_abs() as usize)
                         };
-                        if let Some(done) = self.finish_read(data.buf, res) {
+                        if let Some(done) = self.finish_read(data.buf.into_inner(), res) {
                             return Poll::Ready(done);
                         }
                     }
@@ -341,7 +344,7 @@ impl Dir {
         // through the pointer in the entry until then. The descriptor share keeps the
         // descriptor open just as long.
         let data = ReadData {
-            buf,
+            buf: ops::KernelWritable::new(buf),
             _fd: Rc::clone(&self.fd),
             emulated,
         };

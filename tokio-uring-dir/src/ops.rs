@@ -6,7 +6,7 @@ use io_uring_06::{cqueue, opcode, squeue, types};
 use std::ffi::CString;
 use std::io;
 use std::marker::PhantomData;
-use std::mem::MaybeUninit;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -22,6 +22,61 @@ impl<D> OneshotOutputTransform for Completion<D> {
 
     fn transform_oneshot_output(self, data: D, cqe: cqueue::Entry) -> (D, i32) {
         (data, cqe.result())
+    }
+}
+
+/// Memory that a request may still write into while it is in flight.
+///
+/// tokio-uring keeps the data of a request whose future was dropped until its completion
+/// arrives, with one exception: when the runtime shuts down, its driver drops that data
+/// *before* it cancels the request and waits for it (tokio-uring 0.5, `Driver::drop`),
+/// while an io-wq worker may still be writing into it. That drop happens outside the
+/// runtime's context, and on the normal path (completions dispatched by the running
+/// runtime) such data is only ever dropped inside it; so outside a runtime the memory is
+/// leaked instead of freed. The leak is bounded by the reads in flight at shutdown (and
+/// by those of a [`Dir`](crate::Dir) dropped after its runtime, which is harmless).
+pub(crate) struct KernelWritable<T>(ManuallyDrop<T>);
+
+impl<T> KernelWritable<T> {
+    /// Wraps memory about to be handed to the kernel.
+    pub(crate) fn new(value: T) -> Self {
+        Self(ManuallyDrop::new(value))
+    }
+
+    /// The memory back, once the request has completed.
+    pub(crate) fn into_inner(mut self) -> T {
+        // SAFETY: the value is taken exactly once: `self` is forgotten right after, so
+        // Drop never sees the emptied slot.
+        let value = unsafe { ManuallyDrop::take(&mut self.0) };
+        std::mem::forget(self);
+        value
+    }
+
+    /// Whether dropping now frees the memory (see the type's documentation).
+    fn frees_on_drop() -> bool {
+        tokio::runtime::Handle::try_current().is_ok()
+    }
+}
+
+impl<T> std::ops::Deref for KernelWritable<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for KernelWritable<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+impl<T> Drop for KernelWritable<T> {
+    fn drop(&mut self) {
+        if Self::frees_on_drop() {
+            // SAFETY: dropped once, here; the slot is not used afterwards.
+            unsafe { ManuallyDrop::drop(&mut self.0) }
+        }
     }
 }
 
@@ -82,7 +137,7 @@ pub(crate) async fn close(fd: OwnedFd) -> io::Result<()> {
 /// What a STATX request writes to, owned by the driver while it is in flight.
 struct StatxData {
     _path: CString,
-    buf: Box<MaybeUninit<libc::statx>>,
+    buf: KernelWritable<Box<MaybeUninit<libc::statx>>>,
 }
 
 /// statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, mask) on the ring: lstat semantics.
@@ -99,7 +154,10 @@ pub(crate) async fn statx_nofollow(path: &Path, mask: u32) -> io::Result<libc::s
     .build();
     // Moving the Box and the CString into the driver moves neither heap allocation, so
     // both pointers in the entry stay valid until the completion.
-    let data = StatxData { _path: c, buf };
+    let data = StatxData {
+        _path: c,
+        buf: KernelWritable::new(buf),
+    };
     let (data, res) = submit(data, sqe).await;
     if res < 0 {
         return Err(from_res(res));
@@ -107,5 +165,34 @@ pub(crate) async fn statx_nofollow(path: &Path, mask: u32) -> io::Result<libc::s
     // SAFETY: the buffer was zero-initialised, and libc::statx consists only of integer
     // fields, for which all-zero bytes are a valid value; on success the kernel has
     // overwritten it with a complete struct statx. Either way it is initialised.
-    Ok(unsafe { data.buf.assume_init_read() })
+    Ok(unsafe { data.buf.into_inner().assume_init_read() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KernelWritable;
+    use std::rc::Rc;
+
+    #[test]
+    fn kernel_writable_memory_is_freed_only_inside_a_runtime() {
+        let shared = Rc::new(0u8);
+        // Outside any runtime: the drop of a driver shutting down. Leaked.
+        drop(KernelWritable::new(Rc::clone(&shared)));
+        assert_eq!(Rc::strong_count(&shared), 2);
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Inside: completions dispatched by a running runtime. Freed.
+            drop(KernelWritable::new(Rc::clone(&shared)));
+        });
+        assert_eq!(Rc::strong_count(&shared), 2);
+
+        // Taken back after a completion: handed over, neither freed nor leaked.
+        let back = KernelWritable::new(Rc::clone(&shared)).into_inner();
+        assert_eq!(Rc::strong_count(&shared), 3);
+        drop(back);
+        assert_eq!(Rc::strong_count(&shared), 2);
+    }
 }

@@ -27,6 +27,9 @@ pub struct Channel {
     broken: bool,
     /// Set once the host side closed or failed: stop polling it.
     pub closed: bool,
+    /// Messages that came in the same read as the job (a Ctrl-C during boot is sent
+    /// right behind it), for the job loop to act on once the job runs.
+    after_job: Vec<HostMsg>,
 }
 
 impl Channel {
@@ -53,6 +56,7 @@ impl Channel {
             frames: FrameBuffer::new(),
             broken: false,
             closed: false,
+            after_job: Vec::new(),
         };
         chan.send(&GuestMsg::Hello {
             magic: MAGIC,
@@ -128,9 +132,13 @@ impl Channel {
     pub fn receive_job(&mut self) -> Result<JobSpec, String> {
         let deadline = Instant::now() + JOB_WAIT;
         loop {
-            for msg in self.read_messages()? {
+            let mut msgs = self.read_messages()?.into_iter();
+            while let Some(msg) = msgs.next() {
                 match msg {
-                    HostMsg::Job(spec) => return Ok(spec),
+                    HostMsg::Job(spec) => {
+                        self.after_job.extend(msgs);
+                        return Ok(spec);
+                    }
                     other => {
                         crate::console::log(&format!("init: {other:?} before the job; ignored"))
                     }
@@ -148,6 +156,11 @@ impl Channel {
             }
             crate::job::wait_readable(self.fd(), left);
         }
+    }
+
+    /// The messages that arrived together with the job, once.
+    pub fn take_after_job(&mut self) -> Vec<HostMsg> {
+        std::mem::take(&mut self.after_job)
     }
 
     /// Reads what is available (one read) and returns the complete messages in it.
@@ -224,4 +237,40 @@ fn open_virtio_port(name: &str) -> Result<File, String> {
 /// Reads never block (the poll loop decides when to read); writes wait for room.
 fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), String> {
     crate::job::set_nonblocking(fd).map_err(|e| format!("O_NONBLOCK: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    /// A channel whose host end is the returned socket.
+    fn channel_pair() -> (Channel, UnixStream) {
+        let (guest, host) = UnixStream::pair().unwrap();
+        guest.set_nonblocking(true).unwrap();
+        let chan = Channel {
+            stream: File::from(std::os::fd::OwnedFd::from(guest)),
+            frames: FrameBuffer::new(),
+            broken: false,
+            closed: false,
+            after_job: Vec::new(),
+        };
+        (chan, host)
+    }
+
+    #[test]
+    fn a_signal_sent_right_behind_the_job_is_kept_for_the_job() {
+        let (mut chan, mut host) = channel_pair();
+        let spec = JobSpec {
+            argv: vec![b"true".to_vec()],
+            ..JobSpec::default()
+        };
+        // One write, so that both frames arrive in the same read.
+        let mut both = HostMsg::Job(spec.clone()).encode();
+        both.extend(HostMsg::Signal(2).encode());
+        host.write_all(&both).unwrap();
+        assert_eq!(chan.receive_job(), Ok(spec));
+        assert_eq!(chan.take_after_job(), vec![HostMsg::Signal(2)]);
+        assert!(chan.take_after_job().is_empty());
+    }
 }

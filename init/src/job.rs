@@ -83,6 +83,10 @@ pub fn run(spec: &JobSpec, chan: &mut Channel, signals: &Signals) -> JobEnd {
             crate::console::log(&format!("init: O_NONBLOCK on job pipe: {e}"));
         }
     }
+    // Signals the user sent while the VM booted.
+    for msg in chan.take_after_job() {
+        handle_host_msg(msg, leader, chan);
+    }
     let mut linger_until: Option<Instant> = None;
     loop {
         let pipes_open = job.out.is_some() || job.err.is_some();
@@ -119,12 +123,7 @@ pub fn run(spec: &JobSpec, chan: &mut Channel, signals: &Signals) -> JobEnd {
             match chan.read_messages() {
                 Ok(msgs) => {
                     for msg in msgs {
-                        match msg {
-                            HostMsg::Signal(n) => forward_raw(n, leader, chan),
-                            other => crate::console::log(&format!(
-                                "init: unexpected {other:?} during the job; ignored"
-                            )),
-                        }
+                        handle_host_msg(msg, leader, chan);
                     }
                 }
                 Err(e) => crate::console::log(&format!("init: {e}")),
@@ -298,6 +297,16 @@ fn record(job: &mut Option<&mut Running>, pid: Pid, end: JobEnd) {
 /// Reaps whatever is left without blocking; used at shutdown.
 pub fn reap_orphans() {
     reap_all(None);
+}
+
+/// Acts on a message from the host while the job runs.
+fn handle_host_msg(msg: HostMsg, leader: Pid, chan: &mut Channel) {
+    match msg {
+        HostMsg::Signal(n) => forward_raw(n, leader, chan),
+        other => crate::console::log(&format!(
+            "init: unexpected {other:?} during the job; ignored"
+        )),
+    }
 }
 
 fn forward_raw(signo: i32, leader: Pid, chan: &mut Channel) {

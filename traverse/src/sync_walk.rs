@@ -192,21 +192,14 @@ fn walk_within(fd: OwnedFd, path: PathBuf, st: &EntryStat, budget: usize, tally:
         if done.fd.is_some() {
             open -= 1;
         }
-        let Some(child_fd) = done.fd.as_ref() else {
-            continue;
-        };
         // The parent still open (or none left): nothing to reopen.
-        let Some((dev, ino)) = stack
-            .last()
-            .filter(|p| p.fd.is_none())
-            .map(|p| (p.dev, p.ino))
-        else {
+        if stack.last().is_none_or(|p| p.fd.is_some()) {
             continue;
-        };
-        let mut reopened = reopen_parent(child_fd, dev, ino);
+        }
+        let mut reopened = reopen_top(&stack, done.fd.as_ref());
         // Out of descriptors (other threads hold some): give one back, try once more.
         if sys::is_out_of_fds(&reopened) && release_oldest(&mut stack, &mut open) {
-            reopened = reopen_parent(child_fd, dev, ino);
+            reopened = reopen_top(&stack, done.fd.as_ref());
         }
         let Some(parent) = stack.last_mut() else {
             continue;
@@ -217,10 +210,71 @@ fn walk_within(fd: OwnedFd, path: PathBuf, st: &EntryStat, budget: usize, tally:
                 open += 1;
             }
             Err(e) => {
-                tally.error(format!("cannot return to '{}': {e}", parent.path.display()));
+                tally.error(format!(
+                    "cannot return to '{}': {}",
+                    parent.path.display(),
+                    sys::strerror(&e)
+                ));
                 parent.next = parent.subdirs.len();
             }
         }
+    }
+}
+
+/// Reopens the innermost frame of `stack`, whose descriptor was given up: through the
+/// `..` of the child just left when it has a descriptor, else (or when that `..` is no
+/// longer this directory: the child was moved) by its names from the nearest ancestor
+/// still open, or from the top. Checked by device and inode either way.
+fn reopen_top(stack: &[Frame], child: Option<&OwnedFd>) -> io::Result<OwnedFd> {
+    let Some((target, ancestors)) = stack.split_last() else {
+        return Err(io::Error::other("no directory to return to"));
+    };
+    let expect = |fd: OwnedFd| -> io::Result<OwnedFd> {
+        let st = sys::statx_fd(fd.as_fd())?;
+        if (st.dev, st.ino) != (target.dev, target.ino) {
+            return Err(io::Error::other("directory moved during the walk"));
+        }
+        Ok(fd)
+    };
+    if let Some(child) = child {
+        let via_dotdot = sys::open_dir_at(Some(child.as_fd()), c"..").and_then(expect);
+        if via_dotdot.is_ok() || sys::is_out_of_fds(&via_dotdot) {
+            return via_dotdot;
+        }
+    }
+    let by_names = match ancestors
+        .iter()
+        .rev()
+        .find_map(|a| a.fd.as_ref().map(|fd| (fd, &a.path)))
+    {
+        Some((fd, base)) => {
+            let rel = target
+                .path
+                .strip_prefix(base)
+                .map_err(|_| io::Error::other("not below its ancestor"))?;
+            open_relative(fd, rel)
+        }
+        None => open_long(&target.path),
+    };
+    by_names.and_then(expect)
+}
+
+/// Opens the directory `rel` below `base` one component at a time.
+fn open_relative(base: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
+    let mut fd: Option<OwnedFd> = None;
+    for comp in rel.components() {
+        let std::path::Component::Normal(name) = comp else {
+            return Err(io::Error::other("unexpected path component"));
+        };
+        let from = fd.as_ref().unwrap_or(base);
+        fd = Some(sys::open_dir_at(
+            Some(from.as_fd()),
+            &sys::cstring(name.as_bytes())?,
+        )?);
+    }
+    match fd {
+        Some(fd) => Ok(fd),
+        None => sys::open_dir_at(Some(base.as_fd()), c"."),
     }
 }
 
@@ -262,11 +316,54 @@ fn release_oldest(stack: &mut [Frame], open: &mut usize) -> bool {
     }
 }
 
-fn reopen_parent(child: &OwnedFd, dev: u64, ino: u64) -> io::Result<OwnedFd> {
-    let fd = sys::open_dir_at(Some(child.as_fd()), c"..")?;
-    let st = sys::statx_fd(fd.as_fd())?;
-    if (st.dev, st.ino) != (dev, ino) {
-        return Err(io::Error::other("directory moved during the walk"));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(path: &Path, fd: Option<OwnedFd>) -> Frame {
+        let st = sys::statx_at(None, &sys::cstring(path.as_os_str().as_bytes()).unwrap()).unwrap();
+        Frame {
+            fd,
+            path: path.to_path_buf(),
+            dev: st.dev,
+            ino: st.ino,
+            subdirs: Vec::new(),
+            next: 0,
+        }
     }
-    Ok(fd)
+
+    fn open(path: &Path) -> OwnedFd {
+        sys::open_dir_at(None, &sys::cstring(path.as_os_str().as_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn returning_to_a_released_directory_survives_a_moved_child() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("a/b"));
+        std::fs::create_dir_all(b.join("c")).unwrap();
+        std::fs::create_dir(tmp.path().join("elsewhere")).unwrap();
+        let c_fd = open(&b.join("c"));
+        // The walk is in c, having given up the descriptors of a and b; c moves away,
+        // so its `..` is no longer b.
+        std::fs::rename(b.join("c"), tmp.path().join("elsewhere/c")).unwrap();
+        let want = frame(&b, None);
+
+        // No ancestor open: b is found from the top by its path.
+        let stack = [frame(&a, None), frame(&b, None)];
+        let fd = reopen_top(&stack, Some(&c_fd)).unwrap();
+        let st = sys::statx_fd(fd.as_fd()).unwrap();
+        assert_eq!((st.dev, st.ino), (want.dev, want.ino));
+
+        // An ancestor open: b is found below it.
+        let stack = [frame(&a, Some(open(&a))), frame(&b, None)];
+        let fd = reopen_top(&stack, Some(&c_fd)).unwrap();
+        let st = sys::statx_fd(fd.as_fd()).unwrap();
+        assert_eq!((st.dev, st.ino), (want.dev, want.ino));
+
+        // b itself replaced by another directory: refused, not mistaken for it.
+        std::fs::rename(&b, tmp.path().join("old-b")).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        let err = reopen_top(&stack, Some(&c_fd)).unwrap_err();
+        assert!(err.to_string().contains("moved"), "{err}");
+    }
 }

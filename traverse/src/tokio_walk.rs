@@ -8,6 +8,9 @@
 
 use crate::count::{EntryStat, Tally, Totals, WalkError};
 use crate::sys;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use tokio::task::JoinSet;
@@ -37,19 +40,23 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
         let mut tally = Tally::default();
         tally.add(&entry_stat(&meta));
         if meta.is_dir() {
-            walk(path.to_path_buf(), &mut tally).await;
+            let top = entry_stat(&meta);
+            walk((path.to_path_buf(), (top.dev, top.ino)), &mut tally).await;
         }
         Ok(tally.totals)
     })
 }
 
+/// A directory to read, with the (device, inode) it had when it was listed.
+type Subdir = (PathBuf, (u64, u64));
+
 /// One directory's results.
 struct Listed {
     tally: Tally,
-    subdirs: Vec<PathBuf>,
+    subdirs: Vec<Subdir>,
 }
 
-async fn walk(top: PathBuf, tally: &mut Tally) {
+async fn walk(top: Subdir, tally: &mut Tally) {
     let budget = sys::open_dir_budget();
     let mut pending = vec![top];
     let mut running = JoinSet::new();
@@ -71,38 +78,40 @@ async fn walk(top: PathBuf, tally: &mut Tally) {
     }
 }
 
-async fn read_one(dir: PathBuf) -> Listed {
+async fn read_one((dir, id): Subdir) -> Listed {
     let mut out = Listed {
         tally: Tally::default(),
         subdirs: Vec::new(),
     };
-    let mut rd = match tokio::fs::read_dir(&dir).await {
-        Ok(rd) => rd,
-        Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+    let listing = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || list_checked(&dir, id)).await
+    };
+    let (names, error) = match listing {
+        Ok(Ok(Some(listed))) => listed,
+        // Vanished, or no longer the directory that was listed: skipped.
+        Ok(Ok(None)) => return out,
+        Ok(Err(e)) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
             out.tally = deep_subtree(dir, false).await;
             return out;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
-        Err(e) => {
+        Ok(Err(e)) => {
             out.tally.error(sys::cannot_read(&dir, &e));
             return out;
         }
+        Err(e) => {
+            out.tally.error(format!("directory task failed: {e}"));
+            return out;
+        }
     };
-    loop {
-        let entry = match rd.next_entry().await {
-            Ok(Some(e)) => e,
-            Ok(None) => return out,
-            Err(e) => {
-                sys::listing_failed(&mut out.tally, &dir, &e);
-                return out;
-            }
-        };
-        let path = entry.path();
+    for name in names {
+        let path = dir.join(name);
         match tokio::fs::symlink_metadata(&path).await {
             Ok(m) => {
-                out.tally.add(&entry_stat(&m));
+                let st = entry_stat(&m);
+                out.tally.add(&st);
                 if m.is_dir() {
-                    out.subdirs.push(path);
+                    out.subdirs.push((path, (st.dev, st.ino)));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -112,6 +121,48 @@ async fn read_one(dir: PathBuf) -> Listed {
             Err(e) => out.tally.error(crate::sys::cannot_access(&path, &e)),
         }
     }
+    if let Some(e) = error {
+        sys::listing_failed(&mut out.tally, &dir, &e);
+    }
+    out
+}
+
+/// The names in `dir` if it still is the directory `id` (None if it vanished or was
+/// replaced, by a symlink for one), with the error that ended the listing early if one
+/// did. tokio::fs::read_dir would open the path as it is now, following a symlink that
+/// replaced the directory since it was listed: out of the tree, which du never does.
+/// So the directory is opened without following, checked, and read through that very
+/// descriptor (/proc/self/fd; by path if /proc is missing, after the check).
+fn list_checked(
+    dir: &Path,
+    id: (u64, u64),
+) -> std::io::Result<Option<(Vec<OsString>, Option<std::io::Error>)>> {
+    let fd = match sys::open_dir_at(None, &sys::cstring(dir.as_os_str().as_bytes())?) {
+        Ok(fd) => fd,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let st = sys::statx_fd(fd.as_fd())?;
+    if (st.dev, st.ino) != id {
+        return Ok(None);
+    }
+    let entries = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .or_else(|_| std::fs::read_dir(dir))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) => names.push(entry.file_name()),
+            Err(e) => return Ok(Some((names, Some(e)))),
+        }
+    }
+    Ok(Some((names, None)))
 }
 
 /// Counts `path` (itself too when `count_self`) and, if it is a directory, its contents

@@ -236,3 +236,68 @@ fn entries_vanishing_mid_walk_are_skipped() {
 
 /// Walks per engine in `entries_vanishing_mid_walk_are_skipped`.
 const RUNS: usize = 200;
+
+#[test]
+fn a_directory_swapped_for_a_symlink_mid_walk_is_not_followed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let t = TestTree::new();
+    for d in 0..20 {
+        t.file(format!("walked/d{d}/f"), 10);
+    }
+    for f in 0..500 {
+        t.file(format!("outside/o{f}"), 10);
+    }
+    let walked = t.path("walked");
+    let stable = testenv::reference(&walked, As::default()).files;
+    let swapped = walked.join("s");
+    let stop = AtomicBool::new(false);
+    let runs: Vec<(&str, testenv::Count)> = std::thread::scope(|s| {
+        // walked/s is a directory holding a file, then a symlink to a directory
+        // outside the walk, swapped atomically back and forth: an engine that lists it
+        // as a directory and then reads it by path may walk outside.
+        std::fs::create_dir(&swapped).unwrap();
+        std::fs::write(swapped.join("inner"), b"in").unwrap();
+        let spare = t.path("spare");
+        std::os::unix::fs::symlink("../outside", &spare).unwrap();
+        let c = |p: &std::path::Path| {
+            std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str())).unwrap()
+        };
+        let (a, b) = (c(&swapped), c(&spare));
+        let stop = &stop;
+        s.spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: two NUL-terminated paths; renameat2 touches nothing else.
+                let rc = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                assert_eq!(rc, 0, "renameat2: {}", std::io::Error::last_os_error());
+            }
+        });
+        let runs = ENGINES
+            .iter()
+            .flat_map(|&engine| (0..RUNS).map(move |_| engine))
+            .map(|engine| (engine, traverse(engine, &walked, As::default())))
+            .collect();
+        stop.store(true, Ordering::Relaxed);
+        runs
+    });
+    for (engine, got) in &runs {
+        let outcome = format!("{engine}: {got:?}");
+        assert!((stable..=stable + 1).contains(&got.files), "{outcome}");
+        // A directory again by the time it is stat'ed after a failed open is reported
+        // as du reports it (fts: "cannot read directory"); nothing else may be.
+        for line in got.stderr.lines() {
+            assert!(
+                line.contains("walked/s': Not a directory")
+                    || line.contains("walked/s': Too many levels of symbolic links"),
+                "{outcome}"
+            );
+        }
+    }
+}

@@ -1,7 +1,5 @@
 //! Errors that say which operation failed on which path.
 
-use std::error::Error as StdError;
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -18,10 +16,12 @@ use std::path::{Path, PathBuf};
 ///     err.get_ref()?.downcast_ref::<OpError>()?.source_error().raw_os_error()
 /// }
 /// ```
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {}: {source}", path.display())]
 pub struct OpError {
     op: &'static str,
     path: PathBuf,
+    #[source]
     source: io::Error,
 }
 
@@ -39,18 +39,6 @@ impl OpError {
     /// The underlying error, with its raw OS error code when there is one.
     pub fn source_error(&self) -> &io::Error {
         &self.source
-    }
-}
-
-impl fmt::Display for OpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.op, self.path.display(), self.source)
-    }
-}
-
-impl StdError for OpError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&self.source)
     }
 }
 

@@ -177,17 +177,40 @@ fn frame_buffer_refuses_oversized_and_empty_frames() {
 
 #[test]
 fn large_output_survives_compaction() {
-    let chunk = vec![0xabu8; MAX_CHUNK];
+    // Several frames arrive in one read (a host slow to drain) and the last one only
+    // in part: the consumed front must be compacted away while the partial frame
+    // behind it stays intact. Draining after every push would empty the buffer each
+    // time, and only the clear-on-push path would ever run.
+    let frames: Vec<Vec<u8>> = (0..12u8)
+        .map(|i| GuestMsg::Stdout(vec![i; MAX_CHUNK]).encode())
+        .collect();
+    let stream: Vec<u8> = frames.concat();
+    let cut = stream.len() - MAX_CHUNK / 2;
     let mut fb = FrameBuffer::new();
-    for i in 0..40 {
-        fb.push(&GuestMsg::Stdout(chunk.clone()).encode());
-        let b = fb.next_frame().unwrap().expect("whole frame present");
-        assert_eq!(
-            GuestMsg::decode(&b).unwrap(),
-            GuestMsg::Stdout(chunk.clone()),
-            "{i}"
-        );
+    fb.push(&stream[..cut]);
+    let mut got = Vec::new();
+    let mut compacted = false;
+    while let Some(b) = fb.next_frame().unwrap() {
+        got.push(GuestMsg::decode(&b).unwrap());
+        // The compaction branch moves the unread bytes to the front.
+        compacted |= fb.start == 0 && fb.pending() > 0;
     }
+    assert!(compacted, "the buffer was never compacted");
+    assert!(
+        fb.buf.len() < cut,
+        "consumed bytes are still held: {} of {cut}",
+        fb.buf.len()
+    );
+    assert_eq!(got.len(), frames.len() - 1);
+    fb.push(&stream[cut..]);
+    while let Some(b) = fb.next_frame().unwrap() {
+        got.push(GuestMsg::decode(&b).unwrap());
+    }
+    assert_eq!(fb.pending(), 0);
+    let want: Vec<GuestMsg> = (0..12u8)
+        .map(|i| GuestMsg::Stdout(vec![i; MAX_CHUNK]))
+        .collect();
+    assert_eq!(got, want);
 }
 
 #[test]

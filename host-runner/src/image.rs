@@ -332,6 +332,38 @@ fn stage_files(root: &Path, files: &[PathBuf], stage: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Suffixes of the work files of a snapshot build: the image before its publish, and the
+/// staged tree of a git-visible snapshot.
+const PARTIAL_SUFFIXES: &[&str] = &[".tmp", ".stage"];
+
+/// Deletes the work files (see [`PARTIAL_SUFFIXES`]) whose names start with `tag` in
+/// `dir`; returns how many went. The caller holds the lock of that tag, so none of them
+/// belongs to a build in progress. Errors are ignored: a leftover only costs space.
+fn remove_partial_builds(dir: &Path, tag: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with(tag) || !PARTIAL_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            continue;
+        }
+        let path = entry.path();
+        // Not followed: a symlink is removed as itself.
+        let gone = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(e) => Err(e),
+        };
+        if gone.is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// An ext2 snapshot of a host directory, rebuilt only when something in it changed.
 pub fn ensure_dir_image(host_dir: &Path, what: Snapshot) -> Result<PathBuf> {
     let host_dir = host_dir
@@ -377,8 +409,14 @@ pub fn ensure_dir_image(host_dir: &Path, what: Snapshot) -> Result<PathBuf> {
     let image = dir.join(format!("{}-{}.ext2", &path_tag[..12], key.finish()));
     let lock_name = format!("disk-{}", &path_tag[..12]);
     cache::build_once(&image, &lock_name, || {
-        // Older snapshots of the same directory are stale now (and an interrupted stage).
-        cache::prune(&dir, &path_tag[..12], 0, std::time::Duration::ZERO);
+        // Older snapshots of the same directory are stale now, but a concurrent runner
+        // may have chosen one and not attached it yet: only those unused for the grace
+        // period go.
+        cache::prune(&dir, &path_tag[..12], 0, cache::PRUNE_GRACE);
+        // Partial files of an interrupted build of this directory go at once: only a
+        // holder of this lock writes them, and a stale stage of the same key would
+        // otherwise be filled again on top of its old contents.
+        remove_partial_builds(&dir, &path_tag[..12]);
         let size_mib = bytes * 5 / 4 / (1 << 20) + 64;
         let inodes = entries * 5 / 4 + 1024;
         let tmp = dir.join(format!("{}.tmp", image.display()));
@@ -401,4 +439,42 @@ pub fn ensure_dir_image(host_dir: &Path, what: Snapshot) -> Result<PathBuf> {
     })?;
     cache::touch(&image);
     Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_builds_of_the_tag_go_and_everything_else_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for name in [
+            "aaaa-1.ext2",
+            "aaaa-1.ext2.tmp",
+            "aaaa-2.ext2.tmp",
+            "bbbb-1.ext2.tmp",
+            "bbbb-1.ext2",
+        ] {
+            std::fs::write(d.join(name), b"x").unwrap();
+        }
+        std::fs::create_dir_all(d.join("aaaa-3.ext2.stage/sub")).unwrap();
+        std::fs::write(d.join("aaaa-3.ext2.stage/sub/f"), b"x").unwrap();
+        std::fs::create_dir(d.join("bbbb-2.ext2.stage")).unwrap();
+        assert_eq!(remove_partial_builds(d, "aaaa"), 3);
+        let mut left: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "aaaa-1.ext2",
+                "bbbb-1.ext2",
+                "bbbb-1.ext2.tmp",
+                "bbbb-2.ext2.stage"
+            ]
+        );
+    }
 }

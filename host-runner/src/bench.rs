@@ -436,8 +436,10 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
     let art = cli::prepare(&args.kernel)?;
     let caps = crate::caps::HostCaps::probe();
     let tools_dir = ensure_static_hyperfine()?;
-    let data = image::ensure_dir_image(tree, image::Snapshot::Everything)?;
-    let tools = image::ensure_dir_image(&tools_dir, image::Snapshot::Everything)?;
+    let data = image::ensure_dir_image(tree, image::Snapshot::Everything)
+        .context("snapshotting the benchmark tree")?;
+    let tools = image::ensure_dir_image(&tools_dir, image::Snapshot::Everything)
+        .context("snapshotting the guest benchmark tools")?;
     let mut env = cli::base_env();
     env.push((b"COLD".to_vec(), args.cold_runs.to_string().into_bytes()));
     env.push((b"WARM".to_vec(), args.warm_runs.to_string().into_bytes()));
@@ -574,8 +576,24 @@ fn chart(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a `--tree` that is not a directory, as a usage error.
+fn check_tree(tree: &Path) -> Result<()> {
+    match std::fs::metadata(tree) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => {
+            Err(crate::UsageError(format!("--tree {}: not a directory", tree.display())).into())
+        }
+        Err(e) => Err(crate::UsageError(format!("--tree {}: {e}", tree.display())).into()),
+    }
+}
+
 /// Runs the benchmark; returns the exit status.
 pub fn cmd_bench(args: &BenchArgs) -> Result<i32> {
+    // Before anything is built or measured: a typo here would otherwise surface
+    // minutes later, from the VM part, as a runner failure.
+    if let Some(tree) = &args.tree {
+        check_tree(tree)?;
+    }
     if !nix::unistd::geteuid().is_root() {
         return Err(crate::UsageError("bench drops the page cache: run it as root".into()).into());
     }
@@ -598,4 +616,22 @@ pub fn cmd_bench(args: &BenchArgs) -> Result<i32> {
     println!("{md}");
     eprintln!("host-runner: results in {}", args.out.display());
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_that_is_no_directory_is_a_usage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_tree(dir.path()).is_ok());
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        for bad in [file, dir.path().join("nope")] {
+            let err = check_tree(&bad).unwrap_err();
+            assert_eq!(crate::exit_code_for(&err), crate::EXIT_USAGE, "{err:#}");
+            assert!(err.to_string().starts_with("--tree "), "{err:#}");
+        }
+    }
 }

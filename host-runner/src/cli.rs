@@ -356,7 +356,9 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
     for (i, (host, guest, what)) in mounts.iter().enumerate() {
         let serial = format!("disk{i}");
         disks.push(DiskAttach {
-            image: image::ensure_dir_image(host, *what)?,
+            // Names the role: the implicit /src is no --disk of the user's.
+            image: image::ensure_dir_image(host, *what)
+                .with_context(|| format!("attaching {} at {}", host.display(), guest.display()))?,
             serial: serial.clone(),
             read_only: true,
             bypass_host_cache: args.no_host_cache,

@@ -368,9 +368,12 @@ fn remove_partial_builds(dir: &Path, tag: &str) -> usize {
 pub fn ensure_dir_image(host_dir: &Path, what: Snapshot) -> Result<PathBuf> {
     let host_dir = host_dir
         .canonicalize()
-        .with_context(|| format!("--disk source {}", host_dir.display()))?;
+        .with_context(|| format!("directory to snapshot {}", host_dir.display()))?;
     if !host_dir.is_dir() {
-        bail!("--disk source {} is not a directory", host_dir.display());
+        bail!(
+            "{} is not a directory: nothing to snapshot",
+            host_dir.display()
+        );
     }
     let selected = match what {
         Snapshot::GitVisible => git_visible_files(&host_dir),

@@ -381,12 +381,7 @@ fn apply_series(tree: &Path, applied: &Path, patches: &[PathBuf]) -> Result<()> 
         return Ok(());
     }
     for p in old.iter().rev() {
-        run(Command::new("patch")
-            .args(["-R", "-p1", "--batch", "--quiet", "-d"])
-            .arg(tree)
-            .arg("-i")
-            .arg(p))
-        .with_context(|| {
+        patch_tree(tree, p, Direction::Revert).with_context(|| {
             format!(
                 "reverting {} from the cached tree; delete {} to start over",
                 p.display(),
@@ -396,16 +391,60 @@ fn apply_series(tree: &Path, applied: &Path, patches: &[PathBuf]) -> Result<()> 
         std::fs::remove_file(p)?;
     }
     for (i, p) in patches.iter().enumerate() {
-        run(Command::new("patch")
-            .args(["-p1", "--batch", "--forward", "--quiet", "-d"])
-            .arg(tree)
-            .arg("-i")
-            .arg(p))
-        .with_context(|| format!("applying {}", p.display()))?;
+        patch_tree(tree, p, Direction::Apply)
+            .with_context(|| format!("applying {}", p.display()))?;
         let name = p.file_name().context("patch without a name")?;
         let mut copy = std::ffi::OsString::from(format!("{i:04}-"));
         copy.push(name);
         std::fs::copy(p, applied.join(copy))?;
+    }
+    Ok(())
+}
+
+/// Which way [`patch_tree`] moves a tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Apply,
+    Revert,
+}
+
+/// Applies or reverts one patch on `tree`, all or nothing. patch(1) on its own writes
+/// the hunks that fit and leaves `.rej` files for the rest; the series record in
+/// `applied/` would then not describe the tree, and every later build would trip over
+/// the half-applied patch. A dry run first means a patch that does not fit changes
+/// nothing; the error carries patch's own report of what failed.
+fn patch_tree(tree: &Path, patch: &Path, direction: Direction) -> Result<()> {
+    let flags: &[&str] = match direction {
+        Direction::Apply => &["-p1", "--batch", "--forward", "--quiet"],
+        Direction::Revert => &["-R", "-p1", "--batch", "--quiet"],
+    };
+    for dry_run in [true, false] {
+        let mut cmd = Command::new("patch");
+        cmd.args(flags);
+        if dry_run {
+            cmd.arg("--dry-run");
+        }
+        let out = cmd
+            .arg("-d")
+            .arg(tree)
+            .arg("-i")
+            .arg(patch)
+            .stdin(Stdio::null())
+            .output()
+            .context("running patch")?;
+        if !out.status.success() {
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let what = if dry_run {
+                "does not fit; nothing was changed"
+            } else {
+                "failed after a clean dry run; the tree may be half patched"
+            };
+            bail!("patch {what} ({}):\n{}", out.status, said.trim_end());
+        }
     }
     Ok(())
 }
@@ -585,6 +624,65 @@ mod tests {
         assert!(found[0].contains("-Wmissing-prototypes"));
         assert!(found[1].contains("unknown type name"));
         assert!(compiler_complaints("  CC      fs/readdir.o\n  LD      vmlinux\n").is_empty());
+    }
+
+    /// A tree with `a.txt` and `b.txt`, and a patch that changes both.
+    fn tree_and_patch(b_content: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        std::fs::write(tree.join("a.txt"), "one\ntwo\nthree\n").unwrap();
+        std::fs::write(tree.join("b.txt"), b_content).unwrap();
+        let patch = dir.path().join("0001-x.patch");
+        std::fs::write(
+            &patch,
+            "--- a/a.txt\n+++ b/a.txt\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n\
+             --- a/b.txt\n+++ b/b.txt\n@@ -1,3 +1,3 @@\n red\n-green\n+GREEN\n blue\n",
+        )
+        .unwrap();
+        (dir, patch)
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_patch_that_does_not_fit_changes_nothing() {
+        let (dir, patch) = tree_and_patch("something\nelse\nentirely\n");
+        let tree = dir.path().join("tree");
+        let err = patch_tree(&tree, &patch, Direction::Apply).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("nothing was changed"),
+            "{err:#}"
+        );
+        // The hunk for a.txt fits, but it must not have been written either.
+        assert_eq!(
+            std::fs::read_to_string(tree.join("a.txt")).unwrap(),
+            "one\ntwo\nthree\n"
+        );
+        assert_eq!(files_in(&tree), ["a.txt", "b.txt"], "no .rej or .orig left");
+    }
+
+    #[test]
+    fn a_patch_that_fits_applies_and_reverts() {
+        let (dir, patch) = tree_and_patch("red\ngreen\nblue\n");
+        let tree = dir.path().join("tree");
+        patch_tree(&tree, &patch, Direction::Apply).unwrap();
+        let read = |name: &str| std::fs::read_to_string(tree.join(name)).unwrap();
+        assert_eq!(read("a.txt"), "one\nTWO\nthree\n");
+        assert_eq!(read("b.txt"), "red\nGREEN\nblue\n");
+        // Applied twice: refused, not doubled.
+        assert!(patch_tree(&tree, &patch, Direction::Apply).is_err());
+        patch_tree(&tree, &patch, Direction::Revert).unwrap();
+        assert_eq!(read("a.txt"), "one\ntwo\nthree\n");
+        assert_eq!(read("b.txt"), "red\ngreen\nblue\n");
+        assert_eq!(files_in(&tree), ["a.txt", "b.txt"]);
     }
 
     #[test]

@@ -226,9 +226,18 @@ fn check_series() -> Result<i32> {
 
 /// Installs what is missing and builds or reuses the kernel and root image.
 pub fn prepare(kernel_args: &KernelArgs) -> Result<Artifacts> {
+    prepare_with(kernel_args, image::build_guest_binaries)
+}
+
+/// [`prepare`], with the guest binaries from `guest_bins` (a caller that built them
+/// already passes their directory on).
+pub fn prepare_with(
+    kernel_args: &KernelArgs,
+    guest_bins: impl FnOnce() -> Result<PathBuf>,
+) -> Result<Artifacts> {
     crate::deps::ensure(crate::deps::VM)?;
     let kernel = resolve_kernel(kernel_args)?;
-    let guest_bin_dir = image::build_guest_binaries()?;
+    let guest_bin_dir = guest_bins()?;
     let root_image = image::ensure_root_image(&image::root_image_inputs(&guest_bin_dir)?)?;
     Ok(Artifacts {
         kernel,

@@ -6,7 +6,8 @@
 //! The runner does not know what a test checks: exit status 0 is a pass.
 
 use crate::caps::HostCaps;
-use crate::cli::{self, Artifacts, TestArgs};
+use crate::cli::{self, Artifacts, KernelArgs, TestArgs};
+use crate::image;
 use crate::launcher::{self, OutputSink};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -115,8 +116,10 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
     if args.jobs == 0 {
         return Err(crate::UsageError("--jobs must be at least 1".into()).into());
     }
-    let art = cli::prepare(&args.vm.kernel)?;
-    let tests = discover(&art.guest_bin_dir)?;
+    // The list comes from the guest binaries alone: listing, or finding that no test
+    // matches, needs no kernel and no root image.
+    let guest_bin_dir = image::build_guest_binaries()?;
+    let tests = discover(&guest_bin_dir)?;
     let chosen = select(&tests, &args.filters);
     if args.list {
         for t in &chosen {
@@ -129,7 +132,11 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
             crate::UsageError(format!("no test matches {:?}; see --list", args.filters)).into(),
         );
     }
-    let stock = if chosen.iter().any(|t| t.stock_kernel) && args.vm.kernel.kernel.is_none() {
+    let art = cli::prepare_with(&args.vm.kernel, || Ok(guest_bin_dir))?;
+    let stock = if chosen
+        .iter()
+        .any(|t| t.stock_kernel && skip_reason(t, &args.vm.kernel).is_none())
+    {
         let mut k = args.vm.kernel.clone();
         k.stock = true;
         Some(cli::resolve_kernel(&k)?)
@@ -138,32 +145,102 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
     };
     let caps = HostCaps::probe();
     let queue = Mutex::new(chosen.iter());
-    let tally = Mutex::new((0usize, 0usize));
+    let tally = Mutex::new(Tally::default());
     std::thread::scope(|s| {
         for _ in 0..args.jobs.min(chosen.len()) {
             s.spawn(|| {
                 // A function call, so the queue's lock is released before the test runs
                 // (a guard in a `while let` scrutinee would live through the body).
                 while let Some(t) = next_test(&queue) {
-                    let passed = run_one(t, args, &art, stock.as_deref(), &caps);
-                    if let Ok(mut tally) = tally.lock() {
-                        if passed {
-                            tally.0 += 1;
-                        } else {
-                            tally.1 += 1;
+                    let verdict = match skip_reason(t, &args.vm.kernel) {
+                        Some(why) => {
+                            println!("SKIP {}: {why}", t.name);
+                            Verdict::Skip
                         }
+                        None => run_one(t, args, &art, stock.as_deref(), &caps),
+                    };
+                    if let Ok(mut tally) = tally.lock() {
+                        tally.add(verdict);
                     }
                 }
             });
         }
     });
-    let (passed, failed) = tally.into_inner().unwrap_or((0, chosen.len()));
-    println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 && passed == chosen.len() {
-        0
+    // A poisoned tally (a panicking worker) counts as nothing passed.
+    let tally = tally.into_inner().unwrap_or_default();
+    println!("{}", tally.summary());
+    Ok(if tally.all_good(chosen.len()) { 0 } else { 1 })
+}
+
+/// How one test ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Pass,
+    Fail,
+    /// Not run: it cannot mean anything with the kernel the user chose.
+    Skip,
+}
+
+/// The counts of a run.
+#[derive(Debug, Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+}
+
+impl Tally {
+    fn add(&mut self, v: Verdict) {
+        match v {
+            Verdict::Pass => self.passed += 1,
+            Verdict::Fail => self.failed += 1,
+            Verdict::Skip => self.skipped += 1,
+        }
+    }
+
+    /// The closing line.
+    fn summary(&self) -> String {
+        let mut line = format!("{} passed, {} failed", self.passed, self.failed);
+        if self.skipped > 0 {
+            line.push_str(&format!(", {} skipped", self.skipped));
+        }
+        line
+    }
+
+    /// Every one of `chosen` tests passed or was skipped (a lost count is a failure).
+    fn all_good(&self, chosen: usize) -> bool {
+        self.failed == 0 && self.passed + self.skipped == chosen
+    }
+}
+
+/// Why `t` is not run with the kernel `kernel` selects, if it is not. A test that needs
+/// the stock kernel would otherwise run on the user's: a prebuilt image, or a tree that
+/// is used as it is (no series is applied to it, so it cannot be built both ways).
+fn skip_reason(t: &TestCase, kernel: &KernelArgs) -> Option<String> {
+    if !t.stock_kernel {
+        return None;
+    }
+    let given = if let Some(file) = &kernel.kernel {
+        format!("--kernel {}", file.display())
+    } else if let Some(dir) = &kernel.kernel_src {
+        format!("--kernel-src {}", dir.display())
     } else {
-        1
-    })
+        return None;
+    };
+    Some(format!(
+        "needs the stock kernel, which {given} does not provide"
+    ))
+}
+
+/// The VM settings of `t`: at least what it declares and at least what the user asked
+/// for, the timeout included (a test's own timeout is what it needs, a larger
+/// `--timeout` is the user's to give).
+fn apply_requirements(req: &mut launcher::VmRequest, t: &TestCase) {
+    req.cpus = req.cpus.max(t.cpus.unwrap_or(1));
+    req.mem_mib = req.mem_mib.max(t.mem.unwrap_or(0));
+    if let Some(secs) = t.timeout {
+        req.timeout = req.timeout.max(Duration::from_secs(secs));
+    }
 }
 
 fn next_test<'a, I: Iterator<Item = &'a &'a TestCase>>(queue: &Mutex<I>) -> Option<&'a TestCase> {
@@ -177,7 +254,7 @@ fn run_one(
     art: &Artifacts,
     stock: Option<&Path>,
     caps: &HostCaps,
-) -> bool {
+) -> Verdict {
     let spec = JobSpec {
         argv: vec![
             GUEST_TESTS.into(),
@@ -190,11 +267,7 @@ fn run_one(
     };
     let mut captured = Captured::default();
     let result = cli::vm_request(&args.vm, art, caps, spec).and_then(|mut req| {
-        req.cpus = req.cpus.max(t.cpus.unwrap_or(1));
-        req.mem_mib = req.mem_mib.max(t.mem.unwrap_or(0));
-        if let Some(secs) = t.timeout {
-            req.timeout = Duration::from_secs(secs);
-        }
+        apply_requirements(&mut req, t);
         if t.stock_kernel {
             if let Some(k) = stock {
                 req.kernel = k.to_path_buf();
@@ -238,7 +311,11 @@ fn run_one(
         }
     }
     let _ = out.flush();
-    passed
+    if passed {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    }
 }
 
 fn indent(text: &str) -> String {
@@ -266,6 +343,80 @@ mod tests {
         assert!(parse_list("t cpus=x\n").is_err());
         assert!(parse_list("t colour=blue\n").is_err());
         assert!(parse_list("t novalue\n").is_err());
+    }
+
+    #[test]
+    fn stock_kernel_tests_are_skipped_with_a_kernel_of_the_users() {
+        let tests = parse_list("plain\nstock_probe kernel=stock\n").unwrap();
+        let (plain, stock) = (&tests[0], &tests[1]);
+        let default = KernelArgs::default();
+        assert_eq!(skip_reason(stock, &default), None);
+        let patched_only = KernelArgs {
+            stock: true,
+            ..KernelArgs::default()
+        };
+        assert_eq!(skip_reason(stock, &patched_only), None);
+        let file = KernelArgs {
+            kernel: Some("/k/bzImage".into()),
+            ..KernelArgs::default()
+        };
+        let tree = KernelArgs {
+            kernel_src: Some("/src/linux".into()),
+            ..KernelArgs::default()
+        };
+        let why = skip_reason(stock, &file).expect("skipped with --kernel");
+        assert!(why.contains("--kernel /k/bzImage"), "{why}");
+        let why = skip_reason(stock, &tree).expect("skipped with --kernel-src");
+        assert!(why.contains("--kernel-src /src/linux"), "{why}");
+        assert_eq!(skip_reason(plain, &file), None);
+        assert_eq!(skip_reason(plain, &tree), None);
+    }
+
+    #[test]
+    fn requirements_and_user_settings_combine_upwards() {
+        let mut req = launcher::VmRequest {
+            spec: JobSpec::default(),
+            timeout: Duration::from_secs(600),
+            accel: crate::caps::Accel::Tcg,
+            mem_mib: 512,
+            cpus: 1,
+            kernel: "/k".into(),
+            root_image: "/r".into(),
+            disks: Vec::new(),
+            channel: launcher::ChannelChoice::Auto,
+            verbose_kernel: false,
+            kernel_args: Vec::new(),
+        };
+        let tests = parse_list("big cpus=2 mem=1024 timeout=900\nplain\n").unwrap();
+        let mut big = req.clone();
+        apply_requirements(&mut big, &tests[0]);
+        assert_eq!((big.cpus, big.mem_mib), (2, 1024));
+        assert_eq!(big.timeout, Duration::from_secs(900));
+        // A longer --timeout is kept even for a test with its own.
+        req.timeout = Duration::from_secs(2000);
+        req.cpus = 4;
+        let mut big = req.clone();
+        apply_requirements(&mut big, &tests[0]);
+        assert_eq!(big.timeout, Duration::from_secs(2000));
+        assert_eq!(big.cpus, 4);
+        let mut plain = req.clone();
+        apply_requirements(&mut plain, &tests[1]);
+        assert_eq!(plain.timeout, Duration::from_secs(2000));
+    }
+
+    #[test]
+    fn skips_do_not_fail_a_run_but_lost_counts_do() {
+        let mut t = Tally::default();
+        t.add(Verdict::Pass);
+        t.add(Verdict::Skip);
+        assert!(t.all_good(2));
+        assert_eq!(t.summary(), "1 passed, 0 failed, 1 skipped");
+        assert!(!t.all_good(3), "a test never counted");
+        t.add(Verdict::Fail);
+        assert!(!t.all_good(3));
+        let mut clean = Tally::default();
+        clean.add(Verdict::Pass);
+        assert_eq!(clean.summary(), "1 passed, 0 failed");
     }
 
     #[test]

@@ -112,6 +112,11 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
         // A panic reboots at once, so QEMU exits instead of hanging; the runner tells a
         // panic from success by the missing job status.
         "panic=-1".into(),
+        // An oops or a WARN() in the patched kernel is a bug the job's own status would
+        // hide (a task dies, the test may still pass, and `quiet` keeps the splat off
+        // the console): both become a panic, which the runner reports as a crash.
+        "oops=panic".into(),
+        "panic_on_warn=1".into(),
         "root=/dev/vda".into(),
         "rootfstype=ext2".into(),
         "rw".into(),
@@ -323,6 +328,19 @@ mod tests {
             socket: "/t/s".into(),
         }));
         assert!(serial.ends_with("vmjob.channel=virtio-serial:vmjob"));
+    }
+
+    #[test]
+    fn oopses_and_warnings_panic() {
+        for quiet in [true, false] {
+            let mut c = cfg(vhost_user());
+            c.quiet_kernel = quiet;
+            let line = kernel_cmdline(&c);
+            let words: Vec<&str> = line.split(' ').collect();
+            for want in ["oops=panic", "panic_on_warn=1", "panic=-1"] {
+                assert!(words.contains(&want), "{want} in {line}");
+            }
+        }
     }
 
     #[test]

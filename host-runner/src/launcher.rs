@@ -361,6 +361,11 @@ fn wait_for_socket(path: &Path, daemon: &mut Reaped, log: &Path) -> Result<()> {
     Ok(())
 }
 
+/// After QEMU exits, how long the stream may stay empty before nothing more is expected.
+const DRAIN_QUIET: Duration = Duration::from_millis(200);
+/// After QEMU exits, the longest the runner keeps reading what the guest sent before.
+const DRAIN_CAP: Duration = Duration::from_secs(2);
+
 /// The host end of one VM's channel.
 struct Session<'a> {
     qemu: &'a mut Reaped,
@@ -370,6 +375,63 @@ struct Session<'a> {
     signals: Option<&'a Receiver<i32>>,
     /// Signals that arrived before the job was sent.
     pending_signals: Vec<i32>,
+}
+
+/// The connected stream and the bytes read from it.
+struct Channel {
+    stream: Socket,
+    frames: FrameBuffer,
+    buf: Vec<u8>,
+    /// The guest closed the channel (it does so before powering off) or it broke: from
+    /// then on only QEMU's exit is waited for, without spinning on a dead stream.
+    closed: bool,
+}
+
+/// What one read of the channel gave.
+enum ReadStep {
+    /// Bytes, now in the frame buffer.
+    Data,
+    /// Nothing within the read timeout.
+    Idle,
+    /// End of stream or an error; `closed` is set.
+    Closed,
+}
+
+impl Channel {
+    fn read_once(&mut self, sink: &mut dyn OutputSink) -> ReadStep {
+        match self.stream.read(&mut self.buf) {
+            Ok(0) => {
+                self.closed = true;
+                ReadStep::Closed
+            }
+            Ok(n) => {
+                self.frames.push(&self.buf[..n]);
+                ReadStep::Data
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                ReadStep::Idle
+            }
+            Err(e) => {
+                // The guest side vanished; QEMU's exit will tell why.
+                sink.note(&format!("channel error: {e}"));
+                self.closed = true;
+                ReadStep::Closed
+            }
+        }
+    }
+}
+
+/// What the guest has told so far.
+struct JobState {
+    start: Instant,
+    boot_time: Option<Duration>,
+    end: Option<JobEnd>,
+    end_at: Instant,
 }
 
 enum Step {
@@ -386,7 +448,7 @@ impl Session<'_> {
     ) -> Result<(Outcome, Option<Duration>)> {
         let start = Instant::now();
         // 1. Wait for the guest to connect.
-        let mut stream = loop {
+        let stream = loop {
             match listener.accept() {
                 Ok((s, _)) => break s,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -400,99 +462,134 @@ impl Session<'_> {
         };
         stream.set_nonblocking(false)?;
         stream.set_read_timeout(Some(Duration::from_millis(20)))?;
-        let mut frames = FrameBuffer::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut boot_time = None;
-        let mut end: Option<JobEnd> = None;
-        let mut end_at = Instant::now();
-        // The guest closed the channel (it does so before powering off): from then on
-        // only QEMU's exit is waited for, without spinning on a dead stream.
-        let mut closed = false;
+        let mut ch = Channel {
+            stream,
+            frames: FrameBuffer::new(),
+            buf: vec![0u8; 256 * 1024],
+            closed: false,
+        };
+        let mut st = JobState {
+            start,
+            boot_time: None,
+            end: None,
+            end_at: Instant::now(),
+        };
 
         // 2. Exchange frames until the guest reports the end and QEMU exits.
         loop {
-            if closed {
+            if ch.closed {
                 std::thread::sleep(Duration::from_millis(5));
             } else {
-                match stream.read(&mut buf) {
-                    Ok(0) => closed = true,
-                    Ok(n) => frames.push(&buf[..n]),
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                        ) => {}
-                    Err(e) => {
-                        // The guest side vanished; QEMU's exit will tell why.
-                        self.sink.note(&format!("channel error: {e}"));
-                        closed = true;
-                    }
-                }
+                ch.read_once(self.sink);
             }
-            loop {
-                let body = match frames.next_frame() {
-                    Ok(Some(b)) => b,
-                    Ok(None) => break,
-                    Err(e) => {
-                        return Ok((
-                            Outcome::NoStatus(format!("corrupt stream from guest: {e}")),
-                            boot_time,
-                        ))
-                    }
-                };
-                let msg = match GuestMsg::decode(&body) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        return Ok((
-                            Outcome::NoStatus(format!("bad message from guest: {e}")),
-                            boot_time,
-                        ))
-                    }
-                };
-                match msg {
-                    GuestMsg::Hello { magic, version } => {
-                        if magic != MAGIC || version != VERSION {
-                            return Ok((
-                                Outcome::NoStatus(format!(
-                                    "guest speaks protocol {magic:#x} v{version}, host v{VERSION}; rebuild the image"
-                                )),
-                                boot_time,
-                            ));
-                        }
-                        boot_time = Some(start.elapsed());
-                        send(&mut stream, &HostMsg::Job(spec.clone()))?;
-                        for sig in std::mem::take(&mut self.pending_signals) {
-                            send(&mut stream, &HostMsg::Signal(sig))?;
-                        }
-                    }
-                    GuestMsg::Stdout(d) => self.sink.stdout(&d),
-                    GuestMsg::Stderr(d) => self.sink.stderr(&d),
-                    GuestMsg::Log(text) => self.sink.note(&format!("guest init: {text}")),
-                    GuestMsg::End(e) => {
-                        let _ = send(&mut stream, &HostMsg::EndAck);
-                        end = Some(e);
-                        end_at = Instant::now();
-                    }
-                }
+            if let Some(o) = self.handle_frames(&mut ch, &mut st, spec)? {
+                return Ok((o, st.boot_time));
             }
-            if let Some(e) = &end {
+            if let Some(e) = &st.end {
                 if self.qemu.0.try_wait()?.is_some() {
-                    return Ok((Outcome::Finished(e.clone()), boot_time));
+                    return Ok((Outcome::Finished(e.clone()), st.boot_time));
                 }
-                if end_at.elapsed() > SHUTDOWN_GRACE {
+                if st.end_at.elapsed() > SHUTDOWN_GRACE {
                     self.sink
                         .note("the VM did not power off after the job ended; killed it");
-                    return Ok((Outcome::Finished(e.clone()), boot_time));
+                    return Ok((Outcome::Finished(e.clone()), st.boot_time));
                 }
                 continue;
             }
             if let Step::Done(o) = self.check_vm(console_log)? {
-                return Ok((o, boot_time));
+                if o == Outcome::Timeout {
+                    return Ok((o, st.boot_time));
+                }
+                // QEMU is gone, but what the guest wrote before may still be queued
+                // behind a host that was slow to read (stdout piped to a slow consumer):
+                // the job's End, or its last output before a panic.
+                if let Some(o) = self.drain(&mut ch, &mut st, spec)? {
+                    return Ok((o, st.boot_time));
+                }
+                if let Some(e) = st.end.take() {
+                    return Ok((Outcome::Finished(e), st.boot_time));
+                }
+                return Ok((o, st.boot_time));
             }
             self.collect_signals();
-            if boot_time.is_some() {
+            if st.boot_time.is_some() {
                 for sig in std::mem::take(&mut self.pending_signals) {
-                    send(&mut stream, &HostMsg::Signal(sig))?;
+                    send(&mut ch.stream, &HostMsg::Signal(sig))?;
+                }
+            }
+        }
+    }
+
+    /// Reads what is left in the stream after QEMU exited, until it ends, stays empty
+    /// for [`DRAIN_QUIET`], brings the job's end, or [`DRAIN_CAP`] has passed (a
+    /// backend that keeps the stream open and idle must not hold the verdict up).
+    fn drain(
+        &mut self,
+        ch: &mut Channel,
+        st: &mut JobState,
+        spec: &JobSpec,
+    ) -> Result<Option<Outcome>> {
+        let started = Instant::now();
+        let mut last_data = started;
+        while !ch.closed && st.end.is_none() && started.elapsed() < DRAIN_CAP {
+            match ch.read_once(self.sink) {
+                ReadStep::Data => last_data = Instant::now(),
+                ReadStep::Idle if last_data.elapsed() >= DRAIN_QUIET => break,
+                ReadStep::Idle | ReadStep::Closed => {}
+            }
+            if let Some(o) = self.handle_frames(ch, st, spec)? {
+                return Ok(Some(o));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Acts on every complete frame in the buffer; returns a verdict when the stream
+    /// itself is unusable.
+    fn handle_frames(
+        &mut self,
+        ch: &mut Channel,
+        st: &mut JobState,
+        spec: &JobSpec,
+    ) -> Result<Option<Outcome>> {
+        loop {
+            let body = match ch.frames.next_frame() {
+                Ok(Some(b)) => b,
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    return Ok(Some(Outcome::NoStatus(format!(
+                        "corrupt stream from guest: {e}"
+                    ))))
+                }
+            };
+            let msg = match GuestMsg::decode(&body) {
+                Ok(m) => m,
+                Err(e) => {
+                    return Ok(Some(Outcome::NoStatus(format!(
+                        "bad message from guest: {e}"
+                    ))))
+                }
+            };
+            match msg {
+                GuestMsg::Hello { magic, version } => {
+                    if magic != MAGIC || version != VERSION {
+                        return Ok(Some(Outcome::NoStatus(format!(
+                            "guest speaks protocol {magic:#x} v{version}, host v{VERSION}; rebuild the image"
+                        ))));
+                    }
+                    st.boot_time = Some(st.start.elapsed());
+                    send(&mut ch.stream, &HostMsg::Job(spec.clone()))?;
+                    for sig in std::mem::take(&mut self.pending_signals) {
+                        send(&mut ch.stream, &HostMsg::Signal(sig))?;
+                    }
+                }
+                GuestMsg::Stdout(d) => self.sink.stdout(&d),
+                GuestMsg::Stderr(d) => self.sink.stderr(&d),
+                GuestMsg::Log(text) => self.sink.note(&format!("guest init: {text}")),
+                GuestMsg::End(e) => {
+                    let _ = send(&mut ch.stream, &HostMsg::EndAck);
+                    st.end = Some(e);
+                    st.end_at = Instant::now();
                 }
             }
         }
@@ -535,4 +632,117 @@ fn send(stream: &mut Socket, msg: &HostMsg) -> Result<()> {
     stream
         .write_all(&msg.encode())
         .context("sending to the guest")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    /// Job output and notes, as a test sees them.
+    #[derive(Default)]
+    struct Collected {
+        stdout: Vec<u8>,
+        notes: Vec<String>,
+    }
+
+    impl OutputSink for Collected {
+        fn stdout(&mut self, data: &[u8]) {
+            self.stdout.extend_from_slice(data);
+        }
+        fn stderr(&mut self, _: &[u8]) {}
+        fn note(&mut self, text: &str) {
+            self.notes.push(text.to_string());
+        }
+    }
+
+    fn sh(script: &str) -> Reaped {
+        Reaped(Command::new("sh").args(["-c", script]).spawn().unwrap())
+    }
+
+    /// Runs a session against a fake guest: `qemu` stands in for QEMU; `guest`, when
+    /// given, gets a connection made before the session starts (so it is accepted even
+    /// if `qemu` has exited already) on a thread of its own.
+    fn drive_with(
+        mut qemu: Reaped,
+        signals: Option<&Receiver<i32>>,
+        guest: Option<Box<dyn FnOnce(UnixStream) + Send>>,
+    ) -> (Outcome, Collected) {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = ChannelPlan::VirtioSerial {
+            socket: dir.path().join("job.sock"),
+        };
+        let listener = listen(&plan).unwrap();
+        let guest = guest.map(|g| {
+            let s = UnixStream::connect(plan.host_socket().unwrap()).unwrap();
+            std::thread::spawn(move || g(s))
+        });
+        let mut sink = Collected::default();
+        let qemu_log = dir.path().join("qemu.log");
+        let mut session = Session {
+            qemu: &mut qemu,
+            qemu_log: &qemu_log,
+            deadline: Instant::now() + Duration::from_secs(30),
+            sink: &mut sink,
+            signals,
+            pending_signals: Vec::new(),
+        };
+        let (outcome, _) = session
+            .drive(
+                &listener,
+                &JobSpec::default(),
+                &dir.path().join("console.log"),
+            )
+            .unwrap();
+        drop(listener);
+        if let Some(g) = guest {
+            g.join().unwrap();
+        }
+        (outcome, sink)
+    }
+
+    fn hello() -> Vec<u8> {
+        GuestMsg::Hello {
+            magic: MAGIC,
+            version: VERSION,
+        }
+        .encode()
+    }
+
+    #[test]
+    fn frames_queued_when_qemu_exits_still_count() {
+        // QEMU is gone before the first read, and the guest's output is more than one
+        // read takes: the End behind it must still be found.
+        let mut qemu = sh("exit 0");
+        qemu.0.wait().unwrap();
+        let chunks = 24;
+        let guest = move |mut s: UnixStream| {
+            let mut out = hello();
+            for _ in 0..chunks {
+                out.extend(GuestMsg::Stdout(vec![b'x'; vm_wire::MAX_CHUNK]).encode());
+            }
+            out.extend(GuestMsg::End(JobEnd::Exited(3)).encode());
+            s.write_all(&out).unwrap();
+            // Held open and read, like a guest waiting for its EndAck.
+            let _ = std::io::copy(&mut s, &mut std::io::sink());
+        };
+        let (outcome, sink) = drive_with(qemu, None, Some(Box::new(guest)));
+        assert_eq!(outcome, Outcome::Finished(JobEnd::Exited(3)));
+        assert_eq!(sink.stdout.len(), chunks * vm_wire::MAX_CHUNK);
+    }
+
+    #[test]
+    fn a_silent_stream_after_qemu_exits_is_no_status() {
+        // Connected, greeted, then nothing: the drain gives up and the exit decides.
+        let mut qemu = sh("exit 0");
+        qemu.0.wait().unwrap();
+        let started = Instant::now();
+        let guest = |mut s: UnixStream| {
+            s.write_all(&hello()).unwrap();
+            let _ = std::io::copy(&mut s, &mut std::io::sink());
+        };
+        let (outcome, _) = drive_with(qemu, None, Some(Box::new(guest)));
+        assert!(matches!(outcome, Outcome::NoStatus(_)), "{outcome:?}");
+        assert!(started.elapsed() < DRAIN_CAP + Duration::from_secs(1));
+    }
 }

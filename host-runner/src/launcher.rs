@@ -385,6 +385,9 @@ struct Channel {
     /// The guest closed the channel (it does so before powering off) or it broke: from
     /// then on only QEMU's exit is waited for, without spinning on a dead stream.
     closed: bool,
+    /// A send failed: the guest end is gone, nothing more is sent. What it sent before
+    /// is still read; reading ends by itself at the end of the stream.
+    send_failed: bool,
 }
 
 /// What one read of the channel gave.
@@ -398,6 +401,23 @@ enum ReadStep {
 }
 
 impl Channel {
+    /// Sends `msg` unless an earlier send failed. A failure is not the runner's: the
+    /// guest crashed or powered off (EPIPE, ECONNRESET), and QEMU's exit and the console
+    /// log tell which; returns whether the message went out.
+    fn send(&mut self, msg: &HostMsg, sink: &mut dyn OutputSink) -> bool {
+        if self.send_failed {
+            return false;
+        }
+        if let Err(e) = self.stream.write_all(&msg.encode()) {
+            // The EndAck only lets the guest power off: it going nowhere is no news.
+            if *msg != HostMsg::EndAck {
+                sink.note(&format!("sending to the guest failed: {e}"));
+            }
+            self.send_failed = true;
+        }
+        !self.send_failed
+    }
+
     fn read_once(&mut self, sink: &mut dyn OutputSink) -> ReadStep {
         match self.stream.read(&mut self.buf) {
             Ok(0) => {
@@ -467,6 +487,7 @@ impl Session<'_> {
             frames: FrameBuffer::new(),
             buf: vec![0u8; 256 * 1024],
             closed: false,
+            send_failed: false,
         };
         let mut st = JobState {
             start,
@@ -514,7 +535,7 @@ impl Session<'_> {
             self.collect_signals();
             if st.boot_time.is_some() {
                 for sig in std::mem::take(&mut self.pending_signals) {
-                    send(&mut ch.stream, &HostMsg::Signal(sig))?;
+                    ch.send(&HostMsg::Signal(sig), self.sink);
                 }
             }
         }
@@ -578,16 +599,16 @@ impl Session<'_> {
                         ))));
                     }
                     st.boot_time = Some(st.start.elapsed());
-                    send(&mut ch.stream, &HostMsg::Job(spec.clone()))?;
+                    ch.send(&HostMsg::Job(spec.clone()), self.sink);
                     for sig in std::mem::take(&mut self.pending_signals) {
-                        send(&mut ch.stream, &HostMsg::Signal(sig))?;
+                        ch.send(&HostMsg::Signal(sig), self.sink);
                     }
                 }
                 GuestMsg::Stdout(d) => self.sink.stdout(&d),
                 GuestMsg::Stderr(d) => self.sink.stderr(&d),
                 GuestMsg::Log(text) => self.sink.note(&format!("guest init: {text}")),
                 GuestMsg::End(e) => {
-                    let _ = send(&mut ch.stream, &HostMsg::EndAck);
+                    ch.send(&HostMsg::EndAck, self.sink);
                     st.end = Some(e);
                     st.end_at = Instant::now();
                 }
@@ -628,12 +649,6 @@ impl Session<'_> {
     }
 }
 
-fn send(stream: &mut Socket, msg: &HostMsg) -> Result<()> {
-    stream
-        .write_all(&msg.encode())
-        .context("sending to the guest")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -660,23 +675,37 @@ mod tests {
         Reaped(Command::new("sh").args(["-c", script]).spawn().unwrap())
     }
 
-    /// Runs a session against a fake guest: `qemu` stands in for QEMU; `guest`, when
-    /// given, gets a connection made before the session starts (so it is accepted even
-    /// if `qemu` has exited already) on a thread of its own.
+    /// How the fake guest runs.
+    enum Guest {
+        /// Connects and runs to its end before the session starts.
+        Before(Box<dyn FnOnce(UnixStream)>),
+        /// Connects before the session starts (so it is accepted even if `qemu` has
+        /// exited already), then runs on a thread of its own alongside it.
+        Alongside(Box<dyn FnOnce(UnixStream) + Send>),
+    }
+
+    /// Runs a session against a fake guest; `qemu` stands in for QEMU.
     fn drive_with(
         mut qemu: Reaped,
         signals: Option<&Receiver<i32>>,
-        guest: Option<Box<dyn FnOnce(UnixStream) + Send>>,
+        guest: Guest,
     ) -> (Outcome, Collected) {
         let dir = tempfile::tempdir().unwrap();
         let plan = ChannelPlan::VirtioSerial {
             socket: dir.path().join("job.sock"),
         };
         let listener = listen(&plan).unwrap();
-        let guest = guest.map(|g| {
-            let s = UnixStream::connect(plan.host_socket().unwrap()).unwrap();
-            std::thread::spawn(move || g(s))
-        });
+        let connect = || UnixStream::connect(plan.host_socket().unwrap()).unwrap();
+        let guest = match guest {
+            Guest::Before(g) => {
+                g(connect());
+                None
+            }
+            Guest::Alongside(g) => {
+                let s = connect();
+                Some(std::thread::spawn(move || g(s)))
+            }
+        };
         let mut sink = Collected::default();
         let qemu_log = dir.path().join("qemu.log");
         let mut session = Session {
@@ -726,9 +755,28 @@ mod tests {
             // Held open and read, like a guest waiting for its EndAck.
             let _ = std::io::copy(&mut s, &mut std::io::sink());
         };
-        let (outcome, sink) = drive_with(qemu, None, Some(Box::new(guest)));
+        let (outcome, sink) = drive_with(qemu, None, Guest::Alongside(Box::new(guest)));
         assert_eq!(outcome, Outcome::Finished(JobEnd::Exited(3)));
         assert_eq!(sink.stdout.len(), chunks * vm_wire::MAX_CHUNK);
+    }
+
+    #[test]
+    fn a_guest_gone_before_the_job_is_sent_is_a_vm_verdict() {
+        // The guest greets and vanishes (crashed): sending the Job fails with EPIPE,
+        // which is the VM's failure to report, not an error of the runner.
+        let qemu = sh("sleep 0.3");
+        let guest = |mut s: UnixStream| {
+            s.write_all(&hello()).unwrap();
+        };
+        let (outcome, sink) = drive_with(qemu, None, Guest::Before(Box::new(guest)));
+        assert!(matches!(outcome, Outcome::NoStatus(_)), "{outcome:?}");
+        assert!(
+            sink.notes
+                .iter()
+                .any(|n| n.starts_with("sending to the guest failed")),
+            "{:?}",
+            sink.notes
+        );
     }
 
     #[test]
@@ -741,7 +789,7 @@ mod tests {
             s.write_all(&hello()).unwrap();
             let _ = std::io::copy(&mut s, &mut std::io::sink());
         };
-        let (outcome, _) = drive_with(qemu, None, Some(Box::new(guest)));
+        let (outcome, _) = drive_with(qemu, None, Guest::Alongside(Box::new(guest)));
         assert!(matches!(outcome, Outcome::NoStatus(_)), "{outcome:?}");
         assert!(started.elapsed() < DRAIN_CAP + Duration::from_secs(1));
     }

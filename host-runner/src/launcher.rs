@@ -74,6 +74,9 @@ pub trait OutputSink {
 pub enum Outcome {
     /// The guest reported the job's end.
     Finished(JobEnd),
+    /// The user stopped the run with this signal (a second one, or one before the
+    /// guest was up); the VM was killed.
+    Interrupted(i32),
     /// The job ran past its timeout; the VM was killed.
     Timeout,
     /// The guest kernel panicked.
@@ -91,6 +94,7 @@ impl Outcome {
             Outcome::Finished(JobEnd::SpawnFailed { status, .. }) => i32::from(*status),
             Outcome::Finished(JobEnd::SetupFailed(_)) => EXIT_VM_FAILED,
             Outcome::Timeout => EXIT_TIMEOUT,
+            Outcome::Interrupted(sig) => 128 + sig,
             Outcome::KernelPanic | Outcome::NoStatus(_) => EXIT_VM_FAILED,
         }
     }
@@ -100,6 +104,9 @@ impl Outcome {
         match self {
             Outcome::Finished(end) => format!("job {end}"),
             Outcome::Timeout => "TIMEOUT: the job did not finish in time; VM killed".into(),
+            Outcome::Interrupted(sig) => {
+                format!("INTERRUPTED: signal {sig} stopped the run; VM killed")
+            }
             Outcome::KernelPanic => "CRASH: guest kernel panic".into(),
             Outcome::NoStatus(why) => format!("CRASH: VM ended without a job status ({why})"),
         }
@@ -335,6 +342,7 @@ pub fn run_vm(
         sink,
         signals,
         pending_signals: Vec::new(),
+        stop_forwarded: false,
     };
     let (outcome, boot_time) = session.drive(&listener, &req.spec, &console_log)?;
     let total_time = start.elapsed();
@@ -375,6 +383,37 @@ struct Session<'a> {
     signals: Option<&'a Receiver<i32>>,
     /// Signals that arrived before the job was sent.
     pending_signals: Vec<i32>,
+    /// A stop signal has been passed on to the job already.
+    stop_forwarded: bool,
+}
+
+/// What the runner does with a signal the user sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SignalAction {
+    /// Pass it on to the job.
+    Forward,
+    /// Kill the VM and end the run.
+    Kill,
+}
+
+/// Signals that ask the run to end (as opposed to SIGUSR1/2, which are the job's).
+fn is_stop_signal(sig: i32) -> bool {
+    matches!(
+        sig,
+        libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
+    )
+}
+
+/// The first stop signal is the job's to handle, as on a terminal. A second one means
+/// the job did not end on the first (it ignores SIGINT, or hangs): the user gets the
+/// runner back. Before the guest's greeting there is no job to forward to, and a guest
+/// hung at boot would otherwise hold the user until the timeout.
+fn signal_action(sig: i32, guest_up: bool, stop_forwarded: bool) -> SignalAction {
+    if is_stop_signal(sig) && (!guest_up || stop_forwarded) {
+        SignalAction::Kill
+    } else {
+        SignalAction::Forward
+    }
 }
 
 /// The connected stream and the bytes read from it.
@@ -477,7 +516,9 @@ impl Session<'_> {
             if let Step::Done(o) = self.check_vm(console_log)? {
                 return Ok((o, None));
             }
-            self.collect_signals();
+            if let Some(o) = self.collect_signals(false) {
+                return Ok((o, None));
+            }
             std::thread::sleep(Duration::from_millis(5));
         };
         stream.set_nonblocking(false)?;
@@ -510,6 +551,10 @@ impl Session<'_> {
                 if self.qemu.0.try_wait()?.is_some() {
                     return Ok((Outcome::Finished(e.clone()), st.boot_time));
                 }
+                // The job is over: a stop signal only cuts the VM's shutdown short.
+                if self.collect_signals(false).is_some() {
+                    return Ok((Outcome::Finished(e.clone()), st.boot_time));
+                }
                 if st.end_at.elapsed() > SHUTDOWN_GRACE {
                     self.sink
                         .note("the VM did not power off after the job ended; killed it");
@@ -532,7 +577,9 @@ impl Session<'_> {
                 }
                 return Ok((o, st.boot_time));
             }
-            self.collect_signals();
+            if let Some(o) = self.collect_signals(st.boot_time.is_some()) {
+                return Ok((o, st.boot_time));
+            }
             if st.boot_time.is_some() {
                 for sig in std::mem::take(&mut self.pending_signals) {
                     ch.send(&HostMsg::Signal(sig), self.sink);
@@ -616,13 +663,24 @@ impl Session<'_> {
         }
     }
 
-    /// Queues signals the user sent to the runner.
-    fn collect_signals(&mut self) {
-        if let Some(rx) = self.signals {
-            while let Ok(sig) = rx.try_recv() {
-                self.pending_signals.push(sig);
+    /// Queues the signals the user sent to the runner for the job, or kills the VM
+    /// and returns the verdict when one of them ends the run (see [`signal_action`]).
+    fn collect_signals(&mut self, guest_up: bool) -> Option<Outcome> {
+        let rx = self.signals?;
+        while let Ok(sig) = rx.try_recv() {
+            match signal_action(sig, guest_up, self.stop_forwarded) {
+                SignalAction::Kill => {
+                    let _ = self.qemu.0.kill();
+                    let _ = self.qemu.0.wait();
+                    return Some(Outcome::Interrupted(sig));
+                }
+                SignalAction::Forward => {
+                    self.stop_forwarded |= is_stop_signal(sig);
+                    self.pending_signals.push(sig);
+                }
             }
         }
+        None
     }
 
     /// Checks the deadline and whether QEMU ended before the job did.
@@ -677,6 +735,8 @@ mod tests {
 
     /// How the fake guest runs.
     enum Guest {
+        /// Never connects.
+        Absent,
         /// Connects and runs to its end before the session starts.
         Before(Box<dyn FnOnce(UnixStream)>),
         /// Connects before the session starts (so it is accepted even if `qemu` has
@@ -697,6 +757,7 @@ mod tests {
         let listener = listen(&plan).unwrap();
         let connect = || UnixStream::connect(plan.host_socket().unwrap()).unwrap();
         let guest = match guest {
+            Guest::Absent => None,
             Guest::Before(g) => {
                 g(connect());
                 None
@@ -715,11 +776,15 @@ mod tests {
             sink: &mut sink,
             signals,
             pending_signals: Vec::new(),
+            stop_forwarded: false,
         };
         let (outcome, _) = session
             .drive(
                 &listener,
-                &JobSpec::default(),
+                &JobSpec {
+                    argv: vec![b"true".to_vec()],
+                    ..JobSpec::default()
+                },
                 &dir.path().join("console.log"),
             )
             .unwrap();
@@ -777,6 +842,61 @@ mod tests {
             "{:?}",
             sink.notes
         );
+    }
+
+    #[test]
+    fn the_second_stop_signal_or_one_before_the_guest_is_up_kills() {
+        use libc::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+        // Before the greeting: a stop signal ends the run, SIGUSR1 waits for the job.
+        assert_eq!(signal_action(SIGINT, false, false), SignalAction::Kill);
+        assert_eq!(signal_action(SIGUSR1, false, false), SignalAction::Forward);
+        // The first stop signal is the job's; any second one, whichever, is the user's.
+        assert_eq!(signal_action(SIGINT, true, false), SignalAction::Forward);
+        assert_eq!(signal_action(SIGTERM, true, true), SignalAction::Kill);
+        assert_eq!(signal_action(SIGQUIT, true, true), SignalAction::Kill);
+        assert_eq!(signal_action(SIGUSR1, true, true), SignalAction::Forward);
+        assert_eq!(Outcome::Interrupted(SIGINT).exit_code(), 130);
+        assert!(!Outcome::Interrupted(SIGINT).vm_ok());
+    }
+
+    #[test]
+    fn a_stop_signal_during_boot_kills_the_vm() {
+        // A VM that never connects (hung at boot) and a Ctrl-C: the run ends now, not
+        // at the deadline, and QEMU is killed.
+        let (tx, rx) = std::sync::mpsc::channel();
+        tx.send(libc::SIGINT).unwrap();
+        let started = Instant::now();
+        let (outcome, _) = drive_with(sh("sleep 30"), Some(&rx), Guest::Absent);
+        assert_eq!(outcome, Outcome::Interrupted(libc::SIGINT));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_second_stop_signal_kills_a_job_that_ignores_the_first() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let guest = move |mut s: UnixStream| {
+            s.write_all(&hello()).unwrap();
+            // Reads the Job, then the forwarded signal, ignores it; the user insists.
+            let mut frames = FrameBuffer::new();
+            let mut buf = [0u8; 4096];
+            let mut seen = Vec::new();
+            while seen.len() < 2 {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the host closed before forwarding the signal");
+                frames.push(&buf[..n]);
+                while let Some(b) = frames.next_frame().unwrap() {
+                    seen.push(HostMsg::decode(&b).unwrap());
+                }
+                if seen.len() == 1 {
+                    tx.send(libc::SIGINT).unwrap();
+                }
+            }
+            assert_eq!(seen[1], HostMsg::Signal(libc::SIGINT));
+            tx.send(libc::SIGTERM).unwrap();
+            let _ = std::io::copy(&mut s, &mut std::io::sink());
+        };
+        let (outcome, _) = drive_with(sh("sleep 30"), Some(&rx), Guest::Alongside(Box::new(guest)));
+        assert_eq!(outcome, Outcome::Interrupted(libc::SIGTERM));
     }
 
     #[test]

@@ -272,6 +272,23 @@ pub fn base_env() -> Vec<(Vec<u8>, Vec<u8>)> {
     ]
 }
 
+/// Refuses a job the guest could not receive: its message must fit in one frame of at
+/// most [`vm_wire::MAX_FRAME`] bytes, and the guest would otherwise refuse it only
+/// after the VM has booted, as a setup failure of the VM.
+pub fn check_job_size(spec: &JobSpec) -> Result<()> {
+    // The frame's length prefix is not part of its body.
+    let body = vm_wire::HostMsg::Job(spec.clone()).encode().len() - 4;
+    if body > vm_wire::MAX_FRAME {
+        return Err(UsageError(format!(
+            "the job is too large to send to the guest: its command, environment and \
+             working directory take {body} bytes, the limit is {} bytes",
+            vm_wire::MAX_FRAME
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// A VM request from VM options, artifacts and a job.
 pub fn vm_request(
     vm: &VmArgs,
@@ -284,6 +301,7 @@ pub fn vm_request(
             UsageError("--cpus and --timeout must be positive, --mem at least 64".into()).into(),
         );
     }
+    check_job_size(&spec)?;
     Ok(VmRequest {
         spec,
         timeout: Duration::from_secs(vm.timeout),
@@ -358,32 +376,36 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
         env.retain(|(ek, _)| ek != k.as_bytes());
         env.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
     }
-    let art = prepare(&args.vm.kernel)?;
-    let caps = HostCaps::probe();
-    let mut disks = Vec::new();
-    let mut disk_mounts = Vec::new();
-    for (i, (host, guest, what)) in mounts.iter().enumerate() {
-        let serial = format!("disk{i}");
-        disks.push(DiskAttach {
-            // Names the role: the implicit /src is no --disk of the user's.
-            image: image::ensure_dir_image(host, *what)
-                .with_context(|| format!("attaching {} at {}", host.display(), guest.display()))?,
-            serial: serial.clone(),
-            read_only: true,
-            bypass_host_cache: args.no_host_cache,
-        });
-        disk_mounts.push(DiskMount {
-            serial,
-            target: guest.as_os_str().as_bytes().to_vec(),
-            read_only: true,
-        });
-    }
+    let serial = |i: usize| format!("disk{i}");
     let spec = JobSpec {
         argv: args.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
         env,
         cwd: args.cwd.as_os_str().as_bytes().to_vec(),
-        disks: disk_mounts,
+        disks: mounts
+            .iter()
+            .enumerate()
+            .map(|(i, (_, guest, _))| DiskMount {
+                serial: serial(i),
+                target: guest.as_os_str().as_bytes().to_vec(),
+                read_only: true,
+            })
+            .collect(),
     };
+    // Before the kernel, image and snapshots are built: the job is complete already.
+    check_job_size(&spec)?;
+    let art = prepare(&args.vm.kernel)?;
+    let caps = HostCaps::probe();
+    let mut disks = Vec::new();
+    for (i, (host, guest, what)) in mounts.iter().enumerate() {
+        disks.push(DiskAttach {
+            // Names the role: the implicit /src is no --disk of the user's.
+            image: image::ensure_dir_image(host, *what)
+                .with_context(|| format!("attaching {} at {}", host.display(), guest.display()))?,
+            serial: serial(i),
+            read_only: true,
+            bypass_host_cache: args.no_host_cache,
+        });
+    }
     let mut req = vm_request(&args.vm, &art, &caps, spec)?;
     req.disks = disks;
     let signals = forward_host_signals()?;
@@ -455,5 +477,37 @@ pub fn main_with(result: Result<i32>, prog: &str) -> ! {
             eprintln!("{prog}: error: {e:#}");
             std::process::exit(crate::exit_code_for(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job whose encoded message body is exactly `body` bytes.
+    fn job_of_size(body: usize) -> JobSpec {
+        let mut spec = JobSpec {
+            argv: vec![Vec::new()],
+            ..JobSpec::default()
+        };
+        let empty = vm_wire::HostMsg::Job(spec.clone()).encode().len() - 4;
+        spec.argv[0] = vec![b'a'; body - empty];
+        spec
+    }
+
+    #[test]
+    fn a_job_larger_than_a_frame_is_a_usage_error() {
+        assert!(check_job_size(&job_of_size(vm_wire::MAX_FRAME)).is_ok());
+        let err = check_job_size(&job_of_size(vm_wire::MAX_FRAME + 1)).unwrap_err();
+        assert_eq!(crate::exit_code_for(&err), crate::EXIT_USAGE, "{err:#}");
+        assert!(err.to_string().contains("too large"), "{err:#}");
+        // The guest's decoder draws the line at the same place.
+        let decodes = |body: usize| {
+            let mut fb = vm_wire::FrameBuffer::new();
+            fb.push(&vm_wire::HostMsg::Job(job_of_size(body)).encode());
+            fb.next_frame().is_ok()
+        };
+        assert!(decodes(vm_wire::MAX_FRAME));
+        assert!(!decodes(vm_wire::MAX_FRAME + 1));
     }
 }

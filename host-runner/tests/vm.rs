@@ -146,6 +146,27 @@ fn a_signal_reaches_the_whole_job_process_group() {
 }
 
 #[test]
+fn a_busybox_job_starts_with_default_signal_state() {
+    // The job is busybox itself, so no Rust runtime between PID 1 and this status
+    // changes SIGPIPE (guest-tests cannot see what PID 1 left for it).
+    let out = run(&["--no-src", "cat", "/proc/self/status"]);
+    let status = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for field in ["SigBlk:", "SigIgn:"] {
+        let mask = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .unwrap_or_else(|| panic!("no {field} in {status}"))
+            .trim();
+        assert_eq!(
+            u64::from_str_radix(mask, 16).unwrap(),
+            0,
+            "{field} {mask}: the job inherited PID 1's signal state"
+        );
+    }
+}
+
+#[test]
 fn a_job_killed_by_sigterm_from_the_host_reports_143() {
     let (out, code) = signal_job(
         "echo ready; exec sleep 1000",

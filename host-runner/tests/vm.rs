@@ -146,6 +146,25 @@ fn a_signal_reaches_the_whole_job_process_group() {
 }
 
 #[test]
+fn a_second_ctrl_c_stops_a_job_that_ignores_the_first() {
+    let (mut child, mut stdout) = start_until_ready("trap '' INT; echo ready; exec sleep 1000");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first SIGINT is the job's"
+    );
+    let second = std::time::Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert!(second.elapsed() < Duration::from_secs(10));
+    assert_eq!(rest, "");
+}
+
+#[test]
 fn a_busybox_job_starts_with_default_signal_state() {
     // The job is busybox itself, so no Rust runtime between PID 1 and this status
     // changes SIGPIPE (guest-tests cannot see what PID 1 left for it).
@@ -218,6 +237,18 @@ fn missing_kernel_and_bad_arguments_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
         assert!(!out.stderr.is_empty(), "{bad:?} gave no message");
     }
+    // A job the guest could not receive (more than one wire frame) is refused before
+    // a VM starts.
+    let big = "a".repeat(100_000);
+    let mut args = vec!["--no-src", "true"];
+    args.extend(std::iter::repeat_n(big.as_str(), 11));
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("too large"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -16,8 +16,11 @@ const HOST_CID: u32 = 2;
 const JOB_WAIT: Duration = Duration::from_secs(60);
 /// A host that takes no bytes for this long is gone.
 const SEND_STALL: Duration = Duration::from_secs(60);
-/// How long the guest waits for the host to acknowledge the end of the job.
-const END_ACK_WAIT: Duration = Duration::from_secs(10);
+/// How long the guest waits for the host to acknowledge the end of the job. Output
+/// still in the transport is lost at power-off, and a host whose stdout drains slowly
+/// (piped into a slow reader) may take long to get to the end: as long as a send may
+/// stall. The host's own timeout ends a VM whose host is gone.
+const END_ACK_WAIT: Duration = SEND_STALL;
 
 /// A connected, framed channel to the host.
 pub struct Channel {

@@ -9,11 +9,12 @@
 use crate::count::{EntryStat, Tally, Totals, WalkError};
 use crate::sys;
 use std::ffi::OsString;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use tokio::task::JoinSet;
+use uring_getdents::{getdents64, DirentIter};
 
 fn entry_stat(m: &std::fs::Metadata) -> EntryStat {
     EntryStat {
@@ -132,7 +133,8 @@ async fn read_one((dir, id): Subdir) -> Listed {
 /// did. tokio::fs::read_dir would open the path as it is now, following a symlink that
 /// replaced the directory since it was listed: out of the tree, which du never does.
 /// So the directory is opened without following, checked, and read through that very
-/// descriptor (/proc/self/fd; by path if /proc is missing, after the check).
+/// descriptor, with getdents64 and a 32 KiB buffer as glibc's readdir (under
+/// std::fs::read_dir) reads.
 fn list_checked(
     dir: &Path,
     id: (u64, u64),
@@ -153,16 +155,25 @@ fn list_checked(
     if (st.dev, st.ino) != id {
         return Ok(None);
     }
-    let entries = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .or_else(|_| std::fs::read_dir(dir))?;
+    let mut buf = vec![0u8; 32 * 1024];
     let mut names = Vec::new();
-    for entry in entries {
-        match entry {
-            Ok(entry) => names.push(entry.file_name()),
+    loop {
+        let n = match getdents64(fd.as_fd(), &mut buf) {
+            Ok(0) => return Ok(Some((names, None))),
+            Ok(n) => n,
             Err(e) => return Ok(Some((names, Some(e)))),
+        };
+        for entry in DirentIter::new(&buf[..n]) {
+            match entry {
+                Ok(entry) if sys::is_dot(entry.name) => {}
+                Ok(entry) => names.push(entry.name.to_os_string()),
+                Err(e) => {
+                    let e = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+                    return Ok(Some((names, Some(e))));
+                }
+            }
         }
     }
-    Ok(Some((names, None)))
 }
 
 /// Counts `path` (itself too when `count_self`) and, if it is a directory, its contents

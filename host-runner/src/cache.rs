@@ -120,6 +120,16 @@ pub fn touch(path: &Path) {
     }
 }
 
+/// Deletes a cached file, or a directory with its contents (`is_dir` as the entry's own
+/// metadata says, without following a symlink).
+pub fn remove(path: &Path, is_dir: bool) -> std::io::Result<()> {
+    if is_dir {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+}
+
 /// Cached artifacts used this recently are never pruned.
 pub const PRUNE_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -148,12 +158,7 @@ pub fn prune(dir: &Path, prefix: &str, keep: usize, grace: std::time::Duration) 
         if now.duration_since(used).map_or(true, |age| age < grace) {
             continue;
         }
-        let removed = if is_dir {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        if removed.is_ok() {
+        if remove(&path, is_dir).is_ok() {
             deleted += 1;
         }
     }

@@ -352,11 +352,7 @@ fn remove_partial_builds(dir: &Path, tag: &str) -> usize {
         }
         let path = entry.path();
         // Not followed: a symlink is removed as itself.
-        let gone = match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
-            Ok(_) => std::fs::remove_file(&path),
-            Err(e) => Err(e),
-        };
+        let gone = std::fs::symlink_metadata(&path).and_then(|m| cache::remove(&path, m.is_dir()));
         if gone.is_ok() {
             removed += 1;
         }

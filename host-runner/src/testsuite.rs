@@ -132,7 +132,7 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
             crate::UsageError(format!("no test matches {:?}; see --list", args.filters)).into(),
         );
     }
-    let art = cli::prepare_with(&args.vm.kernel, || Ok(guest_bin_dir))?;
+    let art = cli::prepare_with(&args.vm.kernel, guest_bin_dir)?;
     let stock = if chosen
         .iter()
         .any(|t| t.stock_kernel && skip_reason(t, &args.vm.kernel).is_none())

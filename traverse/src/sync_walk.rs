@@ -14,7 +14,6 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use uring_getdents::{getdents64, DirentIter};
 
 struct Frame {
     fd: Option<OwnedFd>,
@@ -44,31 +43,18 @@ pub fn read_dir_counting(
     tally: &mut Tally,
 ) -> (Vec<CString>, Option<io::Error>) {
     let mut subdirs = Vec::new();
-    loop {
-        let n = match getdents64(fd.as_fd(), buf) {
-            Ok(0) => return (subdirs, None),
-            Ok(n) => n,
-            Err(e) => return (subdirs, Some(e)),
-        };
-        for entry in DirentIter::new(&buf[..n]) {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) => return (subdirs, Some(io::Error::new(io::ErrorKind::InvalidData, e))),
-            };
-            if sys::is_dot(entry.name) {
-                continue;
-            }
-            // Directories are counted when they are opened (see sys::count_subdir).
-            if sys::listed_as_dir(entry.d_type) {
-                subdirs.push(entry.c_name.to_owned());
-                continue;
-            }
-            let res = sys::statx_at(Some(fd.as_fd()), entry.c_name);
-            if sys::account_listed(tally, res, || path.join(entry.name)) {
-                subdirs.push(entry.c_name.to_owned());
-            }
+    let error = sys::list_dir(fd.as_fd(), buf, |entry| {
+        // Directories are counted when they are opened (see sys::count_subdir).
+        if sys::listed_as_dir(entry.d_type) {
+            subdirs.push(entry.c_name.to_owned());
+            return;
         }
-    }
+        let res = sys::statx_at(Some(fd.as_fd()), entry.c_name);
+        if sys::account_listed(tally, res, || path.join(entry.name)) {
+            subdirs.push(entry.c_name.to_owned());
+        }
+    });
+    (subdirs, error)
 }
 
 /// Counts an entry whose path may exceed PATH_MAX: its parent is reached by openat one
@@ -138,15 +124,27 @@ pub fn count_subtree_at(
 
 /// Opens a directory by a path of any length, one component at a time.
 fn open_long(path: &Path) -> io::Result<OwnedFd> {
-    let mut fd = sys::open_dir_at(None, if path.is_absolute() { c"/" } else { c"." })?;
+    let start = sys::open_dir_at(None, if path.is_absolute() { c"/" } else { c"." })?;
+    open_below(&start, path)
+}
+
+/// Opens the directory `path` names below `base` (`..` included; a root or `.` names
+/// nothing), one component at a time, so its length does not matter.
+fn open_below(base: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
+    let mut fd: Option<OwnedFd> = None;
     for comp in path.components() {
-        if let std::path::Component::Normal(c) = comp {
-            fd = sys::open_dir_at(Some(fd.as_fd()), &sys::cstring(c.as_bytes())?)?;
-        } else if let std::path::Component::ParentDir = comp {
-            fd = sys::open_dir_at(Some(fd.as_fd()), c"..")?;
-        }
+        let name = match comp {
+            std::path::Component::Normal(c) => sys::cstring(c.as_bytes())?,
+            std::path::Component::ParentDir => c"..".to_owned(),
+            _ => continue,
+        };
+        let from = fd.as_ref().unwrap_or(base);
+        fd = Some(sys::open_dir_at(Some(from.as_fd()), &name)?);
     }
-    Ok(fd)
+    match fd {
+        Some(fd) => Ok(fd),
+        None => sys::open_dir_at(Some(base.as_fd()), c"."),
+    }
 }
 
 fn walk(fd: OwnedFd, path: PathBuf, st: &EntryStat, tally: &mut Tally) {
@@ -252,30 +250,11 @@ fn reopen_top(stack: &[Frame], child: Option<&OwnedFd>) -> io::Result<OwnedFd> {
                 .path
                 .strip_prefix(base)
                 .map_err(|_| io::Error::other("not below its ancestor"))?;
-            open_relative(fd, rel)
+            open_below(fd, rel)
         }
         None => open_long(&target.path),
     };
     by_names.and_then(expect)
-}
-
-/// Opens the directory `rel` below `base` one component at a time.
-fn open_relative(base: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
-    let mut fd: Option<OwnedFd> = None;
-    for comp in rel.components() {
-        let std::path::Component::Normal(name) = comp else {
-            return Err(io::Error::other("unexpected path component"));
-        };
-        let from = fd.as_ref().unwrap_or(base);
-        fd = Some(sys::open_dir_at(
-            Some(from.as_fd()),
-            &sys::cstring(name.as_bytes())?,
-        )?);
-    }
-    match fd {
-        Some(fd) => Ok(fd),
-        None => sys::open_dir_at(Some(base.as_fd()), c"."),
-    }
 }
 
 fn enter(

@@ -40,6 +40,30 @@ pub fn thread_sleeps() -> Option<u64> {
     u64::try_from(usage.ru_nvcsw).ok()
 }
 
+/// Reads the whole directory `fd` with getdents64 into `buf`, calling `each` for every
+/// entry but `.` and `..`; returns the error that ended the listing early, if one did
+/// (what was listed before it has been handed to `each`, as du keeps it).
+pub fn list_dir(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    mut each: impl FnMut(&uring_getdents::DirEntry<'_>),
+) -> Option<io::Error> {
+    loop {
+        let n = match uring_getdents::getdents64(fd, buf) {
+            Ok(0) => return None,
+            Ok(n) => n,
+            Err(e) => return Some(e),
+        };
+        for entry in uring_getdents::DirentIter::new(&buf[..n]) {
+            match entry {
+                Ok(entry) if is_dot(entry.name) => {}
+                Ok(entry) => each(&entry),
+                Err(e) => return Some(io::Error::new(io::ErrorKind::InvalidData, e)),
+            }
+        }
+    }
+}
+
 /// True when `r` failed because the process or the system ran out of descriptors.
 pub fn is_out_of_fds<T>(r: &io::Result<T>) -> bool {
     matches!(r, Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)))

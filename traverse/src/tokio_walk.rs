@@ -14,7 +14,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use tokio::task::JoinSet;
-use uring_getdents::{getdents64, DirentIter};
 
 fn entry_stat(m: &std::fs::Metadata) -> EntryStat {
     EntryStat {
@@ -157,23 +156,10 @@ fn list_checked(
     }
     let mut buf = vec![0u8; 32 * 1024];
     let mut names = Vec::new();
-    loop {
-        let n = match getdents64(fd.as_fd(), &mut buf) {
-            Ok(0) => return Ok(Some((names, None))),
-            Ok(n) => n,
-            Err(e) => return Ok(Some((names, Some(e)))),
-        };
-        for entry in DirentIter::new(&buf[..n]) {
-            match entry {
-                Ok(entry) if sys::is_dot(entry.name) => {}
-                Ok(entry) => names.push(entry.name.to_os_string()),
-                Err(e) => {
-                    let e = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-                    return Ok(Some((names, Some(e))));
-                }
-            }
-        }
-    }
+    let error = sys::list_dir(fd.as_fd(), &mut buf, |entry| {
+        names.push(entry.name.to_os_string());
+    });
+    Ok(Some((names, error)))
 }
 
 /// Counts `path` (itself too when `count_self`) and, if it is a directory, its contents

@@ -155,17 +155,12 @@ fn io_uring_works() -> Result<()> {
     // cannot wait for it (the descriptor is safe to close: the request holds its own
     // reference to the file).
     unsafe { ring.submission().push(&sqe).context("queue full")? };
-    let result = loop {
-        if let Err(e) = ring.submit_and_wait(1) {
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
+    let result = match uring_getdents::wait_for(&mut ring, 42) {
+        Ok(result) => result,
+        Err(e) => {
             // Submitted or not is unknown: the read may still land in `buf` later.
             std::mem::forget(buf);
             return Err(e).context("io_uring_enter");
-        }
-        if let Some(cqe) = ring.completion().find(|c| c.user_data() == 42) {
-            break cqe.result();
         }
     };
     ensure!(

@@ -65,6 +65,24 @@ fn open_dir(path: &str) -> Result<OwnedFd, String> {
         .map_err(|e| format!("open {path}: {e}"))
 }
 
+/// Submits what is queued on `ring` and waits for the completion of the request tagged
+/// `user_data`, returning its result (a negative errno on failure). Other completions
+/// are consumed and dropped: meant for a ring that carries one request at a time, such
+/// as a probe. An interrupted wait is resumed. An error means the request may still be
+/// in flight: whatever it writes into must then not be freed (leak it).
+pub fn wait_for(ring: &mut io_uring::IoUring, user_data: u64) -> std::io::Result<i32> {
+    loop {
+        if let Some(cqe) = ring.completion().find(|c| c.user_data() == user_data) {
+            return Ok(cqe.result());
+        }
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Marks the probe's request ("getd").
 const PROBE_USER_DATA: u64 = 0x6765_7464;
 
@@ -92,23 +110,15 @@ fn functional_check(ring: &mut io_uring::IoUring, path: &str) -> Result<(), Stri
             .push(&sqe)
             .map_err(|_| "submission queue full".to_string())?;
     }
-    let cqe = loop {
-        if let Some(cqe) = ring.completion().find(|c| c.user_data() == PROBE_USER_DATA) {
-            break cqe;
-        }
-        match ring.submit_and_wait(1) {
-            Ok(_) => {}
-            // A signal ends the wait early, with the request still running.
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-            Err(e) => {
-                // The request may still be in flight and write into `buf` later.
-                std::mem::forget(buf);
-                std::mem::forget(op_fd);
-                return Err(format!("io_uring_enter: {e}"));
-            }
+    let res = match wait_for(ring, PROBE_USER_DATA) {
+        Ok(res) => res,
+        Err(e) => {
+            // The request may still be in flight and write into `buf` later.
+            std::mem::forget(buf);
+            std::mem::forget(op_fd);
+            return Err(format!("io_uring_enter: {e}"));
         }
     };
-    let res = cqe.result();
     if res < 0 {
         return Err(format!(
             "opcode {} on a directory failed: {}",

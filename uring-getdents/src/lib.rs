@@ -19,7 +19,7 @@ mod dirent;
 mod sqe;
 mod syscall;
 
-pub use detect::{detect, detect_uncached, Support};
+pub use detect::{detect, detect_uncached, wait_for, Support};
 pub use dirent::{DirEntry, DirentError, DirentIter};
 pub use sqe::{DirFd, Getdents, RawSqe, IORING_GETDENTS_REWIND, IORING_OP_GETDENTS};
 pub use syscall::getdents64;

@@ -14,14 +14,30 @@ pub struct Totals {
     pub errors: Vec<String>,
 }
 
-/// A failure to examine the top path itself.
+/// Why a walk gave no totals.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot access '{}': {}", path.display(), crate::sys::strerror(source))]
-pub struct WalkError {
-    /// The path given.
-    pub path: PathBuf,
-    /// Why.
-    pub source: std::io::Error,
+pub enum WalkError {
+    /// The top path itself could not be examined (it does not exist, no permission):
+    /// the user's input, as in `du`.
+    #[error("cannot access '{}': {}", path.display(), crate::sys::strerror(source))]
+    Access {
+        /// The path given.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The engine itself failed part-way (an io_uring wait that errs, a walker thread
+    /// that panics, a runtime that cannot start): the counts would be incomplete, so
+    /// none are given, and the message says it was the tool, not the tree.
+    #[error("walk of '{}' stopped: {what}: {}", path.display(), crate::sys::strerror(source))]
+    Engine {
+        /// The path given.
+        path: PathBuf,
+        /// Which part of the engine failed.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// The part of a stat result a walk needs.
@@ -94,6 +110,27 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_engine_failure_is_not_worded_as_a_missing_path() {
+        let access = WalkError::Access {
+            path: "/t".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert_eq!(
+            access.to_string(),
+            "cannot access '/t': No such file or directory"
+        );
+        let engine = WalkError::Engine {
+            path: "/t".into(),
+            what: "io_uring",
+            source: std::io::Error::from_raw_os_error(libc::EBADR),
+        };
+        assert_eq!(
+            engine.to_string(),
+            "walk of '/t' stopped: io_uring: Invalid request descriptor"
+        );
+    }
 
     fn st(mode: u32, size: u64, nlink: u64, ino: u64) -> EntryStat {
         EntryStat {

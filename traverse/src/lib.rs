@@ -36,7 +36,7 @@ pub enum Engine {
 }
 
 /// Counts `path` with `engine`. Errors inside the tree are collected in the result;
-/// only a failure to examine `path` itself is an `Err`.
+/// an `Err` is a failure to examine `path` itself, or of the engine part-way.
 pub fn count(path: &std::path::Path, engine: Engine) -> Result<Totals, WalkError> {
     match engine {
         Engine::Sync => sync_walk::count(path),

@@ -195,7 +195,7 @@ pub fn open_top(
 ) -> Result<(Tally, Option<(OwnedFd, EntryStat)>), WalkError> {
     let (top, st) = cstring(path.as_os_str().as_bytes())
         .and_then(|c| statx_at(None, &c).map(|st| (c, st)))
-        .map_err(|source| WalkError {
+        .map_err(|source| WalkError::Access {
             path: path.into(),
             source,
         })?;

@@ -27,16 +27,21 @@ fn entry_stat(m: &std::fs::Metadata) -> EntryStat {
 
 /// Counts `path` on a multi-threaded tokio runtime.
 pub fn count(path: &Path) -> Result<Totals, WalkError> {
-    let err = |source| WalkError {
-        path: path.into(),
-        source,
-    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(err)?;
+        .map_err(|source| WalkError::Engine {
+            path: path.into(),
+            what: "tokio runtime",
+            source,
+        })?;
     rt.block_on(async {
-        let meta = tokio::fs::symlink_metadata(path).await.map_err(err)?;
+        let meta = tokio::fs::symlink_metadata(path)
+            .await
+            .map_err(|source| WalkError::Access {
+                path: path.into(),
+                source,
+            })?;
         let mut tally = Tally::default();
         tally.add(&entry_stat(&meta));
         if meta.is_dir() {

@@ -241,7 +241,7 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
                                 Err(e) => {
                                     // Its work is lost: nobody may wait for it any more.
                                     shared.finish();
-                                    Outcome::Failed(e)
+                                    Outcome::Failed("io_uring", e)
                                 }
                             }
                         }
@@ -260,7 +260,7 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
                     shared.finish();
-                    Outcome::Failed(io::Error::other("walker thread panicked"))
+                    Outcome::Failed("walker thread", io::Error::other("panicked"))
                 })
             })
             .collect()
@@ -272,9 +272,10 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
                 tally.merge(t);
                 walked = true;
             }
-            Outcome::Failed(source) => {
-                return Err(WalkError {
+            Outcome::Failed(what, source) => {
+                return Err(WalkError::Engine {
                     path: path.into(),
+                    what,
                     source,
                 })
             }
@@ -294,8 +295,8 @@ enum Outcome {
     Walked(Tally),
     /// Its ring could not be set up; it took no work.
     NoRing,
-    /// It failed while walking; the counts are incomplete.
-    Failed(io::Error),
+    /// It failed while walking (which part, why); the counts are incomplete.
+    Failed(&'static str, io::Error),
 }
 
 /// Work shared between walker threads: opened directories nobody has claimed yet.

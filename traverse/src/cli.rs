@@ -13,12 +13,34 @@ pub struct Args {
     /// Walk engine.
     #[arg(long, value_enum, default_value_t = Engine::Uring)]
     pub engine: Engine,
-    /// One JSON object per path instead of text.
+    /// One JSON object per path instead of text: {"path", "files", "bytes", "errors"};
+    /// a path that is not UTF-8 also gets "path_bytes", its exact bytes as numbers.
     #[arg(long)]
     pub json: bool,
     /// Trees to count.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+}
+
+/// The JSON line for one counted path. JSON strings are Unicode, so a path that is not
+/// UTF-8 is shown lossily in "path" and exactly in "path_bytes".
+fn json_line(path: &std::path::Path, t: &crate::Totals) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let raw = path.as_os_str().as_bytes();
+    let exact = match std::str::from_utf8(raw) {
+        Ok(_) => String::new(),
+        Err(_) => {
+            let bytes: Vec<String> = raw.iter().map(u8::to_string).collect();
+            format!(",\"path_bytes\":[{}]", bytes.join(","))
+        }
+    };
+    format!(
+        "{{\"path\":{}{exact},\"files\":{},\"bytes\":{},\"errors\":{}}}",
+        json_string(&path.to_string_lossy()),
+        t.files,
+        t.bytes,
+        t.errors.len()
+    )
 }
 
 fn json_string(s: &str) -> String {
@@ -53,13 +75,7 @@ pub fn main_with(engine: Option<Engine>) -> i32 {
                     status = 1;
                 }
                 let line = if args.json {
-                    format!(
-                        "{{\"path\":{},\"files\":{},\"bytes\":{},\"errors\":{}}}",
-                        json_string(&path.to_string_lossy()),
-                        t.files,
-                        t.bytes,
-                        t.errors.len()
-                    )
+                    json_line(path, &t)
                 } else {
                     format!("{} files, {} bytes", t.files, t.bytes)
                 };
@@ -77,4 +93,29 @@ pub fn main_with(engine: Option<Engine>) -> i32 {
         }
     }
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn json_keeps_the_exact_bytes_of_a_path_that_is_not_utf8() {
+        let t = crate::Totals {
+            files: 2,
+            bytes: 30,
+            errors: vec!["x".into()],
+        };
+        let plain = json_line(std::path::Path::new("/a \"b\""), &t);
+        assert_eq!(
+            plain,
+            r#"{"path":"/a \"b\"","files":2,"bytes":30,"errors":1}"#
+        );
+        let odd = std::path::Path::new(std::ffi::OsStr::from_bytes(b"/d\xff"));
+        assert_eq!(
+            json_line(odd, &t),
+            "{\"path\":\"/d\u{fffd}\",\"path_bytes\":[47,100,255],\"files\":2,\"bytes\":30,\"errors\":1}"
+        );
+    }
 }

@@ -21,6 +21,9 @@ pub enum Support {
     /// The probe lists the opcode but it does not behave like getdents (another op with
     /// the same number, or a broken implementation).
     Misbehaves(String),
+    /// The probe lists the opcode but no directory could be opened to check it (a
+    /// sandbox that hides "/", procfs and the working directory): not used unverified.
+    Unverified(String),
 }
 
 impl Support {
@@ -36,8 +39,17 @@ pub fn detect() -> &'static Support {
     SUPPORT.get_or_init(detect_uncached)
 }
 
-/// Runs detection now (probe + functional check on "/").
+/// Directories the functional check reads, the first that opens: "/" rarely changes
+/// while it is read twice; a process that may not read it usually still has its own
+/// procfs directory or its working directory.
+const CHECK_DIRS: [&str; 3] = ["/", "/proc/self", "."];
+
+/// Runs detection now (probe + functional check on the first of `CHECK_DIRS` that opens).
 pub fn detect_uncached() -> Support {
+    detect_checking(&CHECK_DIRS)
+}
+
+fn detect_checking(dirs: &[&str]) -> Support {
     let mut ring = match io_uring::IoUring::new(2) {
         Ok(r) => r,
         Err(e) => return Support::NoRing(e.to_string()),
@@ -49,10 +61,23 @@ pub fn detect_uncached() -> Support {
     if !probe.is_supported(crate::IORING_OP_GETDENTS) {
         return Support::NotInProbe;
     }
-    match functional_check(&mut ring, "/") {
-        Ok(()) => Support::Available,
-        Err(why) => Support::Misbehaves(why),
+    let mut unopened = Vec::new();
+    for dir in dirs {
+        match functional_check(&mut ring, dir) {
+            Ok(()) => return Support::Available,
+            Err(Check::CannotOpen(why)) => unopened.push(why),
+            Err(Check::Differs(why)) => return Support::Misbehaves(why),
+        }
     }
+    Support::Unverified(unopened.join("; "))
+}
+
+/// Why the functional check did not pass.
+enum Check {
+    /// The directory to read could not be opened: says nothing about the op.
+    CannotOpen(String),
+    /// The op failed or read otherwise than getdents64(2).
+    Differs(String),
 }
 
 fn open_dir(path: &str) -> Result<OwnedFd, String> {
@@ -88,13 +113,22 @@ const PROBE_USER_DATA: u64 = 0x6765_7464;
 
 /// Reads the first buffer of `path` through the op and through getdents64(2) on two
 /// separate opens, and requires identical records.
-fn functional_check(ring: &mut io_uring::IoUring, path: &str) -> Result<(), String> {
-    let reference_fd = open_dir(path)?;
-    let op_fd = open_dir(path)?;
+fn functional_check(ring: &mut io_uring::IoUring, path: &str) -> Result<(), Check> {
+    let reference_fd = open_dir(path).map_err(Check::CannotOpen)?;
+    let op_fd = open_dir(path).map_err(Check::CannotOpen)?;
     let mut reference = vec![0u8; 4096];
-    let n = getdents64(reference_fd.as_fd(), &mut reference).map_err(|e| e.to_string())?;
+    let n = getdents64(reference_fd.as_fd(), &mut reference)
+        .map_err(|e| Check::CannotOpen(format!("getdents64 {path}: {e}")))?;
     reference.truncate(n);
+    op_reads_like(ring, op_fd, &reference).map_err(Check::Differs)
+}
 
+/// Reads the first buffer of `op_fd` through the op and compares it with `reference`.
+fn op_reads_like(
+    ring: &mut io_uring::IoUring,
+    op_fd: OwnedFd,
+    reference: &[u8],
+) -> Result<(), String> {
     let mut buf = vec![0u8; 4096];
     let sqe = Getdents::new(
         DirFd::Fd(op_fd.as_raw_fd()),
@@ -151,6 +185,24 @@ mod tests {
         assert_eq!(&first, detect());
         // Whatever the verdict, a fresh detection agrees with it.
         assert_eq!(first, detect_uncached());
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_opened_is_skipped_not_blamed_on_the_op() {
+        let verdict = detect_uncached();
+        // Behind an unopenable directory the next one decides, as "/" alone does.
+        assert_eq!(detect_checking(&["/nonexistent/dir", "/"]), verdict);
+        // With nothing to read, a listed opcode stays unverified, never available.
+        let blind = detect_checking(&["/nonexistent/dir"]);
+        match verdict {
+            Support::Available | Support::Misbehaves(_) => {
+                assert!(
+                    matches!(&blind, Support::Unverified(why) if why.contains("/nonexistent/dir")),
+                    "{blind:?}"
+                )
+            }
+            other => assert_eq!(blind, other),
+        }
     }
 
     /// (major, minor) of the running kernel.

@@ -93,7 +93,7 @@ fn parse(buf: &[u8]) -> Result<Vec<Rec>> {
                 ino: e.ino,
                 off: e.off,
                 d_type: e.d_type,
-                name: e.name.to_owned(),
+                name: e.name().to_owned(),
             })
         })
         .collect()

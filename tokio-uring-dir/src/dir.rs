@@ -277,8 +277,8 @@ impl Dir {
                         }
                         Some(Ok(record)) => record,
                     };
-                    let entry = (record.name != "." && record.name != "..").then(|| {
-                        DirEntry::new(self.path.clone(), record.name, record.ino, record.d_type)
+                    let entry = (record.name() != "." && record.name() != "..").then(|| {
+                        DirEntry::new(self.path.clone(), record.name(), record.ino, record.d_type)
                     });
                     let pos = pos + records.position();
                     self.state = State::Filled { buf, len, pos };

@@ -50,7 +50,7 @@ pub fn read_dir_counting(
             return;
         }
         let res = sys::statx_at(Some(fd.as_fd()), entry.c_name);
-        if sys::account_listed(tally, res, || path.join(entry.name)) {
+        if sys::account_listed(tally, res, || path.join(entry.name())) {
             subdirs.push(entry.c_name.to_owned());
         }
     });

@@ -56,7 +56,7 @@ pub fn list_dir(
         };
         for entry in uring_getdents::DirentIter::new(&buf[..n]) {
             match entry {
-                Ok(entry) if is_dot(entry.name) => {}
+                Ok(entry) if is_dot(entry.name()) => {}
                 Ok(entry) => each(&entry),
                 Err(e) => return Some(io::Error::new(io::ErrorKind::InvalidData, e)),
             }

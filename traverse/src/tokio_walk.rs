@@ -162,7 +162,7 @@ fn list_checked(
     let mut buf = vec![0u8; 32 * 1024];
     let mut names = Vec::new();
     let error = sys::list_dir(fd.as_fd(), &mut buf, |entry| {
-        names.push(entry.name.to_os_string());
+        names.push(entry.name().to_os_string());
     });
     Ok(Some((names, error)))
 }

@@ -20,10 +20,15 @@ pub struct DirEntry<'a> {
     pub off: i64,
     /// DT_* file type.
     pub d_type: u8,
-    /// Name bytes, without the terminator.
-    pub name: &'a OsStr,
-    /// The same name with its terminator, ready for `*at()` calls without a copy.
+    /// The name, NUL-terminated in the buffer, so `*at()` calls take it without a copy.
     pub c_name: &'a CStr,
+}
+
+impl<'a> DirEntry<'a> {
+    /// The name's bytes, without the terminator.
+    pub fn name(&self) -> &'a OsStr {
+        OsStr::from_bytes(self.c_name.to_bytes())
+    }
 }
 
 /// A malformed record.
@@ -113,7 +118,6 @@ impl<'a> Iterator for DirentIter<'a> {
             ino: u64_at(0),
             off: u64_at(8) as i64,
             d_type: rest[18],
-            name: OsStr::from_bytes(&name_area[..nul]),
             c_name,
         }))
     }
@@ -143,14 +147,14 @@ mod tests {
         buf.extend(record(3, 30, libc::DT_LNK, &long));
         let got: Vec<_> = DirentIter::new(&buf).collect::<Result<_, _>>().unwrap();
         assert_eq!(got.len(), 3);
-        assert_eq!(got[0].name, OsStr::new("."));
+        assert_eq!(got[0].name(), OsStr::new("."));
         assert_eq!(
             (got[0].ino, got[0].off, got[0].d_type),
             (1, 10, libc::DT_DIR)
         );
-        assert_eq!(got[1].name.as_bytes(), b"caf\xe9");
+        assert_eq!(got[1].name().as_bytes(), b"caf\xe9");
         assert_eq!(got[1].c_name.to_bytes_with_nul(), b"caf\xe9\0");
-        assert_eq!(got[2].name.len(), 255);
+        assert_eq!(got[2].name().len(), 255);
         assert_eq!(got[2].c_name.to_bytes().len(), 255);
         assert_eq!(got[2].d_type, libc::DT_LNK);
     }

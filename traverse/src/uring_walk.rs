@@ -258,8 +258,8 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
         handles
             .into_iter()
             .map(|h| {
+                // Its FinishOnPanic has already stopped the others.
                 h.join().unwrap_or_else(|_| {
-                    shared.finish();
                     Outcome::Failed("walker thread", io::Error::other("panicked"))
                 })
             })
@@ -334,10 +334,13 @@ struct Shared {
 impl Shared {
     /// Stops every walker.
     fn finish(&self) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.done = true;
-            self.wake.notify_all();
-        }
+        // Also when a walker panicked holding the lock: the others must still stop.
+        let mut q = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        q.done = true;
+        self.wake.notify_all();
     }
 
     /// A walker that never took work leaves; the walk may be over without it.
@@ -634,7 +637,7 @@ impl Walker {
                     return;
                 }
             };
-            if sys::is_dot(entry.name) {
+            if sys::is_dot(entry.name()) {
                 continue;
             }
             if sys::listed_as_dir(entry.d_type) {

@@ -174,6 +174,13 @@ fn host_tools(tree: &Path, traverse: &Path, peers: &Path) -> Vec<Tool> {
         tool("traverse tokio", &[&tv, "--engine", "tokio", "TREE"], tree),
         tool("traverse uring", &[&tv, "--engine", "uring", "TREE"], tree),
         tool("bfs (walk only)", &["bfs", "TREE", "-type", "f"], tree),
+        // The walk-only rows skip the stat of every entry that du's numbers need; this
+        // is bfs doing that work (one size per line, which add up to du -bs).
+        tool(
+            "bfs -printf %s (stats all)",
+            &["bfs", "TREE", "-printf", "%s\\n"],
+            tree,
+        ),
         tool(
             "fd (walk only)",
             &["fdfind", "-u", "-t", "f", ".", "TREE"],
@@ -258,16 +265,14 @@ fn correctness_table(tools: &[Tool], tree: &Path) -> Result<String> {
             want_bytes = nums.first().copied().unwrap_or(0);
         }
         let lines = text.lines().count() as u64;
-        let files = if nums.contains(&want_files) || lines == want_files {
+        // "N files" as traverse prints it, or one line per file; not any number equal to
+        // N (bfs -printf prints sizes, and some file is N bytes long).
+        let files = if text.contains(&format!("{want_files} files")) || lines == want_files {
             "yes"
         } else {
             "-"
         };
-        let bytes = if want_bytes > 0 && nums.contains(&want_bytes) {
-            "yes"
-        } else {
-            "no"
-        };
+        let bytes = bytes_verdict(&text, &nums, want_bytes);
         let first = text
             .lines()
             .find(|l| !l.trim().is_empty())
@@ -284,6 +289,26 @@ fn correctness_table(tools: &[Tool], tree: &Path) -> Result<String> {
         "\nfind -type f: {want_files} files; du -bs: {want_bytes} bytes\n"
     ));
     Ok(table)
+}
+
+/// Whether a tool's output gives du's byte count: as one of its numbers, or as the sum
+/// of a size per line (bfs -printf).
+fn bytes_verdict(text: &str, nums: &[u64], want_bytes: u64) -> &'static str {
+    if want_bytes == 0 {
+        return "no";
+    }
+    if nums.contains(&want_bytes) {
+        return "yes";
+    }
+    let per_line: Option<u64> = text
+        .lines()
+        .map(|l| l.trim().parse::<u64>().ok())
+        .try_fold(0u64, |sum, n| sum.checked_add(n?));
+    if per_line == Some(want_bytes) {
+        "yes (sum of lines)"
+    } else {
+        "no"
+    }
 }
 
 fn hyperfine(tools: &[Tool], json: &Path, cold: bool, runs: u32) -> Result<()> {
@@ -621,6 +646,22 @@ pub fn cmd_bench(args: &BenchArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_are_found_as_a_number_or_as_the_sum_of_one_size_per_line() {
+        let du = "1512785519\t/tree\n";
+        assert_eq!(bytes_verdict(du, &numbers(du), 1512785519), "yes");
+        let sizes = "4096\n1500000000\n12781423\n";
+        assert_eq!(
+            bytes_verdict(sizes, &numbers(sizes), 1512785519),
+            "yes (sum of lines)"
+        );
+        // Paths are not sizes, even when their digits happen to add up.
+        let paths = "/t/1512785518\n/t/1\n";
+        assert_eq!(bytes_verdict(paths, &numbers(paths), 1512785519), "no");
+        assert_eq!(bytes_verdict(sizes, &numbers(sizes), 7), "no");
+        assert_eq!(bytes_verdict(du, &numbers(du), 0), "no");
+    }
 
     #[test]
     fn a_tree_that_is_no_directory_is_a_usage_error() {

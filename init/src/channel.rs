@@ -14,13 +14,13 @@ use vm_wire::{FrameBuffer, GuestMsg, HostMsg, JobSpec, MAGIC, VERSION};
 const HOST_CID: u32 = 2;
 /// How long the guest waits for the job after greeting the host.
 const JOB_WAIT: Duration = Duration::from_secs(60);
-/// A host that takes no bytes for this long is gone.
-const SEND_STALL: Duration = Duration::from_secs(60);
-/// How long the guest waits for the host to acknowledge the end of the job. Output
-/// still in the transport is lost at power-off, and a host whose stdout drains slowly
-/// (piped into a slow reader) may take long to get to the end: as long as a send may
-/// stall. The host's own timeout ends a VM whose host is gone.
-const END_ACK_WAIT: Duration = SEND_STALL;
+/// A host that takes no bytes (or sends no end acknowledgement) for this long gets a
+/// note on the console, once; the guest keeps waiting. A host whose stdout is piped into
+/// a reader that pauses (`| less`) or that was suspended (Ctrl-Z) stops reading for as
+/// long as it likes, and giving up would lose the rest of the output and the job's
+/// status. A host that is gone takes the VM with it (QEMU dies with the runner), and the
+/// runner's `--timeout` bounds the rest.
+const HOST_SILENT_NOTE: Duration = Duration::from_secs(60);
 
 /// A connected, framed channel to the host.
 pub struct Channel {
@@ -28,6 +28,8 @@ pub struct Channel {
     frames: FrameBuffer,
     /// Set once a write fails: later sends are dropped instead of retried forever.
     broken: bool,
+    /// The console already says the host stopped reading.
+    noted_silence: bool,
     /// Set once the host side closed or failed: stop polling it.
     pub closed: bool,
     /// Messages that came in the same read as the job (a Ctrl-C during boot is sent
@@ -58,6 +60,7 @@ impl Channel {
             stream,
             frames: FrameBuffer::new(),
             broken: false,
+            noted_silence: false,
             closed: false,
             after_job: Vec::new(),
         };
@@ -91,10 +94,13 @@ impl Channel {
                 Ok(n) => data = &data[n..],
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    if !crate::job::wait_writable(self.stream.as_fd(), SEND_STALL) {
-                        return Err(std::io::Error::new(
-                            ErrorKind::TimedOut,
-                            format!("host read nothing for {}s", SEND_STALL.as_secs()),
+                    if !crate::job::wait_writable(self.stream.as_fd(), HOST_SILENT_NOTE)
+                        && !self.noted_silence
+                    {
+                        self.noted_silence = true;
+                        crate::console::log(&format!(
+                            "init: the host has read nothing for {}s; still waiting",
+                            HOST_SILENT_NOTE.as_secs()
                         ));
                     }
                 }
@@ -104,10 +110,11 @@ impl Channel {
         Ok(())
     }
 
-    /// Waits (bounded) for the host to acknowledge the job's end, so that powering off
-    /// cannot overtake frames still in the transport.
+    /// Waits for the host to acknowledge the job's end, so that powering off cannot
+    /// overtake frames still in the transport (see `HOST_SILENT_NOTE` for why there is
+    /// no time limit).
     pub fn wait_end_ack(&mut self) {
-        let deadline = Instant::now() + END_ACK_WAIT;
+        let mut noted = false;
         while !self.closed && !self.broken {
             match self.read_messages() {
                 Ok(msgs) if msgs.contains(&HostMsg::EndAck) => return,
@@ -117,12 +124,13 @@ impl Channel {
                     return;
                 }
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                crate::console::log("init: the host did not acknowledge the end; powering off");
-                return;
+            if !crate::job::wait_readable(self.fd(), HOST_SILENT_NOTE) && !noted {
+                noted = true;
+                crate::console::log(&format!(
+                    "init: no end acknowledgement from the host for {}s; still waiting",
+                    HOST_SILENT_NOTE.as_secs()
+                ));
             }
-            crate::job::wait_readable(self.fd(), left);
         }
     }
 
@@ -183,7 +191,17 @@ impl Channel {
             }
         }
         let mut msgs = Vec::new();
-        while let Some(body) = self.frames.next_frame().map_err(|e| e.to_string())? {
+        loop {
+            let body = match self.frames.next_frame() {
+                Ok(Some(body)) => body,
+                Ok(None) => break,
+                Err(e) => {
+                    // Frame boundaries are lost: nothing after this can be read (an
+                    // EndAck included), so stop polling instead of failing on every read.
+                    self.closed = true;
+                    return Err(format!("host channel out of step: {e}"));
+                }
+            };
             msgs.push(HostMsg::decode(&body).map_err(|e| format!("bad message from host: {e}"))?);
         }
         Ok(msgs)
@@ -255,6 +273,7 @@ mod tests {
             stream: File::from(std::os::fd::OwnedFd::from(guest)),
             frames: FrameBuffer::new(),
             broken: false,
+            noted_silence: false,
             closed: false,
             after_job: Vec::new(),
         };

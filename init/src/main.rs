@@ -65,6 +65,8 @@ fn run() -> Option<JobEnd> {
             let msg = format!("receiving the job: {e}");
             console::log(&format!("init: {msg}"));
             chan.send(&GuestMsg::End(JobEnd::SetupFailed(msg)));
+            // Like any end: powering off must not overtake the frame that says why.
+            chan.wait_end_ack();
             return None;
         }
     };

@@ -3,6 +3,7 @@
 
 use crate::error::from_res;
 use io_uring_06::{cqueue, opcode, squeue, types};
+use std::cell::RefCell;
 use std::ffi::CString;
 use std::io;
 use std::marker::PhantomData;
@@ -10,6 +11,7 @@ use std::mem::{ManuallyDrop, MaybeUninit};
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::rc::{Rc, Weak};
 use tokio_uring::{InFlightOneshot, OneshotOutputTransform, UnsubmittedOneshot};
 
 /// Hands the stable data back together with the raw result, leaving the interpretation
@@ -30,52 +32,81 @@ impl<D> OneshotOutputTransform for Completion<D> {
 /// tokio-uring keeps the data of a request whose future was dropped until its completion
 /// arrives, with one exception: when the runtime shuts down, its driver drops that data
 /// *before* it cancels the request and waits for it (tokio-uring 0.5, `Driver::drop`),
-/// while an io-wq worker may still be writing into it. That drop happens outside the
-/// runtime's context, and on the normal path (completions dispatched by the running
-/// runtime) such data is only ever dropped inside it; so outside a runtime the memory is
-/// leaked instead of freed. The leak is bounded by the reads in flight at shutdown (and
-/// by those of a [`Dir`](crate::Dir) dropped after its runtime, which is harmless).
-pub(crate) struct KernelWritable<T>(ManuallyDrop<T>);
+/// while an io-wq worker may still be writing into it. The runtime drops its task set
+/// before its driver, so a token held by a task of that set tells the two apart: while
+/// the token lives, a drop comes from a completion the running runtime dispatched and
+/// frees the memory; once it is gone, the memory is leaked instead. (Whether *some*
+/// tokio runtime is entered says nothing: tokio-uring started on a blocking-pool thread
+/// shuts down inside the outer runtime's context.) The leak is bounded by the reads in
+/// flight at shutdown.
+pub(crate) struct KernelWritable<T> {
+    value: ManuallyDrop<T>,
+    runtime: Weak<()>,
+}
+
+thread_local! {
+    /// The token of the tokio-uring runtime running on this thread, if any.
+    static RUNTIME_TOKEN: RefCell<Weak<()>> = const { RefCell::new(Weak::new()) };
+}
+
+/// A weak handle on a token that lives as long as the task set of the tokio-uring
+/// runtime running on this thread. Must be called inside it (in its `LocalSet`).
+fn runtime_token() -> Weak<()> {
+    RUNTIME_TOKEN.with(|cell| {
+        let mut weak = cell.borrow_mut();
+        if weak.strong_count() == 0 {
+            let token = Rc::new(());
+            *weak = Rc::downgrade(&token);
+            // Never finishes: dropped with the task set, before the driver.
+            tokio::task::spawn_local(async move {
+                let _token = token;
+                std::future::pending::<()>().await
+            });
+        }
+        weak.clone()
+    })
+}
 
 impl<T> KernelWritable<T> {
-    /// Wraps memory about to be handed to the kernel.
+    /// Wraps memory about to be handed to the kernel. Called inside the tokio-uring
+    /// runtime that runs the request.
     pub(crate) fn new(value: T) -> Self {
-        Self(ManuallyDrop::new(value))
+        Self {
+            value: ManuallyDrop::new(value),
+            runtime: runtime_token(),
+        }
     }
 
     /// The memory back, once the request has completed.
     pub(crate) fn into_inner(mut self) -> T {
         // SAFETY: the value is taken exactly once: `self` is forgotten right after, so
-        // Drop never sees the emptied slot.
-        let value = unsafe { ManuallyDrop::take(&mut self.0) };
+        // Drop never sees the emptied slot. (Forgetting leaks only the Weak's count.)
+        let value = unsafe { ManuallyDrop::take(&mut self.value) };
+        let runtime = std::mem::take(&mut self.runtime);
         std::mem::forget(self);
+        drop(runtime);
         value
-    }
-
-    /// Whether dropping now frees the memory (see the type's documentation).
-    fn frees_on_drop() -> bool {
-        tokio::runtime::Handle::try_current().is_ok()
     }
 }
 
 impl<T> std::ops::Deref for KernelWritable<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.0
+        &self.value
     }
 }
 
 impl<T> std::ops::DerefMut for KernelWritable<T> {
     fn deref_mut(&mut self) -> &mut T {
-        &mut self.0
+        &mut self.value
     }
 }
 
 impl<T> Drop for KernelWritable<T> {
     fn drop(&mut self) {
-        if Self::frees_on_drop() {
+        if self.runtime.strong_count() > 0 {
             // SAFETY: dropped once, here; the slot is not used afterwards.
-            unsafe { ManuallyDrop::drop(&mut self.0) }
+            unsafe { ManuallyDrop::drop(&mut self.value) }
         }
     }
 }
@@ -174,25 +205,41 @@ mod tests {
     use std::rc::Rc;
 
     #[test]
-    fn kernel_writable_memory_is_freed_only_inside_a_runtime() {
+    fn kernel_writable_memory_is_freed_only_while_its_runtime_runs() {
         let shared = Rc::new(0u8);
-        // Outside any runtime: the drop of a driver shutting down. Leaked.
-        drop(KernelWritable::new(Rc::clone(&shared)));
+        let escaped = tokio_uring::start(async {
+            // Dropped while the runtime runs (a completion it dispatched): freed.
+            drop(KernelWritable::new(Rc::clone(&shared)));
+            assert_eq!(Rc::strong_count(&shared), 1);
+            // Taken back after a completion: handed over, neither freed nor leaked.
+            let back = KernelWritable::new(Rc::clone(&shared)).into_inner();
+            assert_eq!(Rc::strong_count(&shared), 2);
+            drop(back);
+            assert_eq!(Rc::strong_count(&shared), 1);
+            KernelWritable::new(Rc::clone(&shared))
+        });
+        // Dropped after the runtime ended (its driver shutting down): leaked.
+        drop(escaped);
         assert_eq!(Rc::strong_count(&shared), 2);
+    }
 
-        let rt = tokio::runtime::Builder::new_current_thread()
+    #[test]
+    fn a_runtime_ending_inside_another_runtimes_context_still_leaks() {
+        // tokio-uring started on a thread that has entered a plain tokio runtime (a
+        // blocking-pool thread, say): its shutdown runs in that outer context.
+        let outer = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        rt.block_on(async {
-            // Inside: completions dispatched by a running runtime. Freed.
+        let _entered = outer.enter();
+        let shared = Rc::new(0u8);
+        let escaped = tokio_uring::start(async { KernelWritable::new(Rc::clone(&shared)) });
+        assert!(tokio::runtime::Handle::try_current().is_ok());
+        drop(escaped);
+        assert_eq!(Rc::strong_count(&shared), 2, "freed outside its runtime");
+        // A second runtime on the same thread gets a token of its own.
+        tokio_uring::start(async {
             drop(KernelWritable::new(Rc::clone(&shared)));
         });
-        assert_eq!(Rc::strong_count(&shared), 2);
-
-        // Taken back after a completion: handed over, neither freed nor leaked.
-        let back = KernelWritable::new(Rc::clone(&shared)).into_inner();
-        assert_eq!(Rc::strong_count(&shared), 3);
-        drop(back);
         assert_eq!(Rc::strong_count(&shared), 2);
     }
 }

@@ -218,14 +218,30 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
         hungry: AtomicUsize::new(0),
         cold: AtomicBool::new(false),
     };
+    let normal_slots = AtomicUsize::new(threads);
+    let ringless = RinglessForTests::from_env();
     let outcomes: Vec<Outcome> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..total)
             .map(|i| {
-                let (shared, cfg) = (&shared, &cfg);
+                let (shared, cfg, normal_slots) = (&shared, &cfg, &normal_slots);
+                let ringless = &ringless;
                 s.spawn(move || {
                     let _finish = FinishOnPanic(shared);
-                    match Walker::new(cfg, i >= threads) {
+                    let walker = if ringless.covers(i) {
+                        Err(io::Error::other("no ring (TRAVERSE_TEST_NO_RING)"))
+                    } else {
+                        Walker::new(cfg)
+                    };
+                    match walker {
                         Ok(mut w) => {
+                            // The first walkers to get a ring do the work from the
+                            // start, whichever they are: were the reserve the only ones
+                            // with rings, nobody would ever wake them.
+                            w.reserve = normal_slots
+                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                    n.checked_sub(1)
+                                })
+                                .is_err();
                             let started = std::time::Instant::now();
                             let result = w.run(shared);
                             if cfg.debug {
@@ -288,6 +304,28 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
         return crate::sync_walk::count(path);
     }
     Ok(tally.totals)
+}
+
+/// Walkers whose ring setup fails on purpose, from `TRAVERSE_TEST_NO_RING` (walker
+/// indices separated by commas, or `all`): how the tests reach the paths of a kernel
+/// that gives only some threads a ring (locked memory spent) or none (io_uring disabled).
+struct RinglessForTests {
+    all: bool,
+    walkers: Vec<usize>,
+}
+
+impl RinglessForTests {
+    fn from_env() -> Self {
+        let spec = std::env::var("TRAVERSE_TEST_NO_RING").unwrap_or_default();
+        RinglessForTests {
+            all: spec == "all",
+            walkers: spec.split(',').filter_map(|i| i.parse().ok()).collect(),
+        }
+    }
+
+    fn covers(&self, walker: usize) -> bool {
+        self.all || self.walkers.contains(&walker)
+    }
 }
 
 /// How one walker thread ended.
@@ -365,7 +403,8 @@ impl Shared {
 }
 
 impl Walker {
-    fn new(cfg: &Config, reserve: bool) -> io::Result<Self> {
+    /// A walker with its ring; it starts as one that works from the start.
+    fn new(cfg: &Config) -> io::Result<Self> {
         let mut builder = IoUring::builder();
         builder.setup_cqsize(4 * MAX_IN_FLIGHT as u32);
         let plain = builder.clone();
@@ -399,7 +438,7 @@ impl Walker {
             tally: Tally::default(),
             spare_bufs: Vec::new(),
             ring_mode_dirs: 0,
-            reserve,
+            reserve: false,
             typical_call: 0,
             slow_limit: cfg.slow_limit,
             typical_cap: cfg.typical_cap,
@@ -796,8 +835,10 @@ impl Walker {
             }
             let mut reaped = std::mem::take(&mut self.reaped);
             reaped.extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
+            // Counted before they are handled: should handling one panic, the rest are
+            // off the ring too, and Drop must not wait for them.
+            self.in_flight -= reaped.len();
             for &(ud, res) in &reaped {
-                self.in_flight -= 1;
                 self.complete(ud as usize, res);
             }
             reaped.clear();

@@ -301,3 +301,45 @@ fn a_directory_swapped_for_a_symlink_mid_walk_is_not_followed() {
         }
     }
 }
+
+#[test]
+fn walkers_without_a_ring_leave_the_walk_to_the_others() {
+    let t = TestTree::new();
+    t.file("a/f", 10)
+        .file("a/b/g", 20)
+        .dir("a/b/c/d")
+        .file("e", 3);
+    t.hardlink("a/f", "a/b/f2");
+    let want = testenv::reference(t.root(), As::default());
+    // The walkers that work from the start without a ring, the reserve with rings: the
+    // reserve must take over (it used to wait for a cold signal nobody could send).
+    // Then a single walker with a ring, and none (the sync engine instead).
+    let cases: [(&str, &'static [(&str, &str)]); 3] = [
+        (
+            "the first two",
+            &[("TRAVERSE_THREADS", "2"), ("TRAVERSE_TEST_NO_RING", "0,1")],
+        ),
+        (
+            "all but one",
+            &[
+                ("TRAVERSE_THREADS", "2"),
+                ("TRAVERSE_RESERVE", "12"),
+                ("TRAVERSE_TEST_NO_RING", "1,2,3,4,5,6,7,8,9,10,11,12,13"),
+            ],
+        ),
+        ("all", &[("TRAVERSE_TEST_NO_RING", "all")]),
+    ];
+    for (ringless, env) in cases {
+        let how = As {
+            env,
+            ..As::default()
+        };
+        let got = traverse("uring", t.root(), how);
+        assert_eq!(
+            (got.files, got.bytes, got.status),
+            (want.files, want.bytes, want.status),
+            "without rings for {ringless}: {}",
+            got.stderr
+        );
+    }
+}

@@ -7,7 +7,8 @@ use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 /// The engines every check runs.
 pub const ENGINES: [&str; 3] = ["sync", "tokio", "uring"];
@@ -175,6 +176,8 @@ pub struct As {
     /// traverse ignores d_type (TRAVERSE_NO_DTYPE), as on a file system that lists
     /// every entry as DT_UNKNOWN.
     pub no_dtype: bool,
+    /// Further environment for traverse (engine settings, test hooks).
+    pub env: &'static [(&'static str, &'static str)],
 }
 
 fn command(program: impl AsRef<OsStr>, how: As) -> Command {
@@ -185,6 +188,7 @@ fn command(program: impl AsRef<OsStr>, how: As) -> Command {
     if how.no_dtype {
         cmd.env("TRAVERSE_NO_DTYPE", "1");
     }
+    cmd.envs(how.env.iter().copied());
     if let Some(n) = how.nofile {
         // SAFETY: setrlimit is async-signal-safe and touches no parent memory.
         unsafe {
@@ -244,11 +248,9 @@ pub fn reference(path: &Path, how: As) -> Count {
 
 /// `traverse --engine ENGINE PATH`.
 pub fn traverse(engine: &str, path: &Path, how: As) -> Count {
-    let out: Output = command(env!("CARGO_BIN_EXE_traverse"), how)
-        .args(["--engine", engine])
-        .arg(path)
-        .output()
-        .expect("traverse runs");
+    let mut cmd = command(env!("CARGO_BIN_EXE_traverse"), how);
+    cmd.args(["--engine", engine]).arg(path);
+    let out = output_within(cmd, Duration::from_secs(120));
     let text = String::from_utf8_lossy(&out.stdout);
     let (files, bytes) = parse_line(text.trim()).unwrap_or((u64::MAX, u64::MAX));
     Count {
@@ -257,6 +259,33 @@ pub fn traverse(engine: &str, path: &Path, how: As) -> Count {
         status: out.status.code(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Runs `cmd` to the end, or kills it and fails the test as hung after `limit`.
+fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("traverse runs");
+    let pid = child.id();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let out = child.wait_with_output();
+        let _ = done_tx.send(());
+        out
+    });
+    if done_rx.recv_timeout(limit).is_err() {
+        // SAFETY: kill(2) on the child we spawned, which has not been reaped yet (the
+        // waiter is still blocked in wait).
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        let _ = waiter.join();
+        panic!("{cmd:?} hung: killed after {limit:?}");
+    }
+    waiter
+        .join()
+        .expect("waiter thread")
+        .expect("traverse output")
 }
 
 /// Parses `N files, M bytes`.
@@ -288,5 +317,20 @@ pub fn assert_all_engines_match(path: &Path, how: As) {
                 got.stderr
             );
         }
+        // On a kernel without the op the uring engine puts nothing on the ring by
+        // default; this puts the stats and opens there, so the ring's completion paths
+        // are checked on every tree here too, not only in the VM.
+        let ring = As {
+            env: &[("TRAVERSE_RING_STAT", "1")],
+            ..how
+        };
+        let got = traverse("uring", path, ring);
+        assert_eq!(
+            (got.files, got.bytes, got.status),
+            (want.files, want.bytes, want.status),
+            "uring with TRAVERSE_RING_STAT=1 (no_dtype {no_dtype}) on {}: {}",
+            path.display(),
+            got.stderr
+        );
     }
 }

@@ -315,13 +315,22 @@ pub fn vm_request(
 /// Job output straight to the terminal, flushed per chunk.
 struct Terminal {
     prog: &'static str,
+    /// Told (once) that stdout's reader is gone, as a SIGPIPE for the run: Rust ignores
+    /// the signal itself, so a closed pipe is only an error here.
+    stdout_closed: Option<std::sync::mpsc::Sender<i32>>,
 }
 
 impl OutputSink for Terminal {
     fn stdout(&mut self, data: &[u8]) {
         let mut out = std::io::stdout().lock();
-        let _ = out.write_all(data);
-        let _ = out.flush();
+        let written = out.write_all(data).and_then(|()| out.flush());
+        if let Err(e) = written {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                if let Some(tx) = self.stdout_closed.take() {
+                    let _ = tx.send(libc::SIGPIPE);
+                }
+            }
+        }
     }
     fn stderr(&mut self, data: &[u8]) {
         let mut err = std::io::stderr().lock();
@@ -333,13 +342,16 @@ impl OutputSink for Terminal {
     }
 }
 
-/// Forwards the terminal's signals to the guest job through a channel.
-fn forward_host_signals() -> Result<std::sync::mpsc::Receiver<i32>> {
+/// Forwards the terminal's signals to the guest job through a channel; the sender is
+/// returned too, for signals the runner raises itself.
+fn forward_host_signals() -> Result<(std::sync::mpsc::Sender<i32>, std::sync::mpsc::Receiver<i32>)>
+{
     use signal_hook::consts::*;
     let (tx, rx) = std::sync::mpsc::channel();
     let mut signals =
         signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])
             .context("installing signal handlers")?;
+    let own = tx.clone();
     std::thread::spawn(move || {
         for sig in signals.forever() {
             if tx.send(sig).is_err() {
@@ -347,7 +359,7 @@ fn forward_host_signals() -> Result<std::sync::mpsc::Receiver<i32>> {
             }
         }
     });
-    Ok(rx)
+    Ok((own, rx))
 }
 
 /// `run`: one command in one VM; returns the exit status to mirror.
@@ -403,9 +415,16 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
     }
     let mut req = vm_request(&args.vm, &art, &caps, spec)?;
     req.disks = disks;
-    let signals = forward_host_signals()?;
-    let mut term = Terminal { prog };
+    let (raise, signals) = forward_host_signals()?;
+    let mut term = Terminal {
+        prog,
+        stdout_closed: Some(raise),
+    };
     let report = launcher::run_vm(&req, &caps, &mut term, Some(&signals))?;
+    if report.outcome == launcher::Outcome::Interrupted(libc::SIGPIPE) {
+        // Silent, like any writer a closed pipe ends.
+        return Ok(report.outcome.exit_code());
+    }
     if args.timings {
         let boot = report
             .boot_time

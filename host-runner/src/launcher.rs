@@ -408,8 +408,12 @@ fn is_stop_signal(sig: i32) -> bool {
 /// the job did not end on the first (it ignores SIGINT, or hangs): the user gets the
 /// runner back. Before the guest's greeting there is no job to forward to, and a guest
 /// hung at boot would otherwise hold the user until the timeout.
+///
+/// SIGPIPE comes from the runner's own stdout (its reader went away, as in `run-in-vm
+/// CMD | head -1`): nothing more can be delivered, so the run ends as a writer killed
+/// by SIGPIPE would (141), instead of running on unread until the timeout.
 fn signal_action(sig: i32, guest_up: bool, stop_forwarded: bool) -> SignalAction {
-    if is_stop_signal(sig) && (!guest_up || stop_forwarded) {
+    if sig == libc::SIGPIPE || is_stop_signal(sig) && (!guest_up || stop_forwarded) {
         SignalAction::Kill
     } else {
         SignalAction::Forward
@@ -563,12 +567,10 @@ impl Session<'_> {
                 continue;
             }
             if let Step::Done(o) = self.check_vm(console_log)? {
-                if o == Outcome::Timeout {
-                    return Ok((o, st.boot_time));
-                }
-                // QEMU is gone, but what the guest wrote before may still be queued
-                // behind a host that was slow to read (stdout piped to a slow consumer):
-                // the job's End, or its last output before a panic.
+                // QEMU is gone (or was killed at the deadline), but what the guest wrote
+                // before may still be queued behind a host that was slow to read (stdout
+                // piped to a slow consumer): the job's End, or its last output before a
+                // panic or the timeout.
                 if let Some(o) = self.drain(&mut ch, &mut st, spec)? {
                     return Ok((o, st.boot_time));
                 }
@@ -857,6 +859,14 @@ mod tests {
         assert_eq!(signal_action(SIGUSR1, true, true), SignalAction::Forward);
         assert_eq!(Outcome::Interrupted(SIGINT).exit_code(), 130);
         assert!(!Outcome::Interrupted(SIGINT).vm_ok());
+        // The runner's stdout closed: the run ends at once, whatever the guest's state.
+        for (up, forwarded) in [(false, false), (true, false), (true, true)] {
+            assert_eq!(
+                signal_action(libc::SIGPIPE, up, forwarded),
+                SignalAction::Kill
+            );
+        }
+        assert_eq!(Outcome::Interrupted(libc::SIGPIPE).exit_code(), 141);
     }
 
     #[test]

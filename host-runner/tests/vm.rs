@@ -209,6 +209,39 @@ fn a_job_past_its_timeout_is_killed_and_named() {
 }
 
 #[test]
+fn a_closed_stdout_ends_the_run_as_sigpipe_would() {
+    // `run-in-vm yes | head -1`: the reader goes away, the runner must not go on
+    // running the job unread until its timeout.
+    let started = std::time::Instant::now();
+    let mut child = run_in_vm()
+        .args(["--no-src", "--timeout", "300", "yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run-in-vm starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "y\n");
+    drop(stdout);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(141), "{stderr}");
+    // Silent like any writer a closed pipe ends (a first run may still note builds).
+    assert!(
+        !stderr.contains("console log") && !stderr.contains("signal"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
 fn a_guest_kernel_panic_is_reported_as_a_crash() {
     let out = run(&["--no-src", "sh", "-c", "echo c > /proc/sysrq-trigger"]);
     let err = text(&out.stderr);

@@ -91,6 +91,8 @@ pub fn build_once(
     lock_name: &str,
     build: impl FnOnce() -> Result<()>,
 ) -> Result<()> {
+    // Touched before it is relied on, so that a concurrent prune sees it as in use.
+    touch(artifact);
     if artifact.exists() {
         return Ok(());
     }
@@ -133,19 +135,30 @@ pub fn remove(path: &Path, is_dir: bool) -> std::io::Result<()> {
 /// Cached artifacts used this recently are never pruned.
 pub const PRUNE_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Deletes the files and directories in `dir` whose names start with `prefix`, except
+/// Deletes the files and directories in `dir` whose names start with `prefix` and end
+/// with `suffix` (finished artifacts, not the work files of a build), except
 /// the `keep` most recently used ones (see [`touch`]) and any used within `grace` (a
 /// concurrent runner may have chosen one and not opened it yet; a VM that has a file
 /// open keeps its data after the unlink). Returns how many were deleted. Errors are
 /// ignored: pruning only saves space.
-pub fn prune(dir: &Path, prefix: &str, keep: usize, grace: std::time::Duration) -> usize {
+pub fn prune(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+    keep: usize,
+    grace: std::time::Duration,
+) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     let now = std::time::SystemTime::now();
     let mut entries: Vec<(std::time::SystemTime, PathBuf, bool)> = entries
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(prefix) && name.ends_with(suffix)
+        })
         .filter_map(|e| {
             // Not followed: a symlink is neither, and is left alone.
             let meta = e.metadata().ok().filter(|m| m.is_file() || m.is_dir())?;
@@ -189,7 +202,7 @@ mod tests {
             .set_modified(now - hour * 6)
             .unwrap();
         // Keep 1 (img-d); of the rest, img-c was used within the grace period.
-        let deleted = prune(dir.path(), "img-", 1, hour * 3 + hour / 2);
+        let deleted = prune(dir.path(), "img-", "", 1, hour * 3 + hour / 2);
         assert_eq!(deleted, 3);
         assert!(!old_dir.exists());
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
@@ -200,9 +213,39 @@ mod tests {
         assert_eq!(left, ["img-c", "img-d", "other"]);
         // Touching makes a file the most recent.
         touch(&dir.path().join("img-c"));
-        assert_eq!(prune(dir.path(), "img-", 1, std::time::Duration::ZERO), 1);
+        assert_eq!(
+            prune(dir.path(), "img-", "", 1, std::time::Duration::ZERO),
+            1
+        );
         assert!(dir.path().join("img-c").exists());
         assert!(!dir.path().join("img-d").exists());
+    }
+
+    #[test]
+    fn prune_leaves_the_work_files_of_builds_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(9 * 3600);
+        for name in ["root-1.ext2", "root-2.ext2", "root-2.ext2.tmp"] {
+            File::create(dir.path().join(name))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        std::fs::create_dir(dir.path().join("root-staging-x")).unwrap();
+        // Keep 1 of the images: the work files neither take that place nor go.
+        assert_eq!(
+            prune(dir.path(), "root-", ".ext2", 1, std::time::Duration::ZERO),
+            1
+        );
+        let left = |name: &str| dir.path().join(name).exists();
+        assert_eq!(
+            [left("root-1.ext2"), left("root-2.ext2")]
+                .iter()
+                .filter(|&&l| l)
+                .count(),
+            1
+        );
+        assert!(left("root-2.ext2.tmp") && left("root-staging-x"));
     }
 
     #[test]

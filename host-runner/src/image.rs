@@ -134,7 +134,7 @@ pub fn ensure_root_image(inputs: &[(PathBuf, String)]) -> Result<PathBuf> {
         make_ext2(root, &tmp, 1024, 400_000)?;
         cache::publish(&tmp, &image)?;
         // Every change to a guest binary makes a new image: keep the cache bounded.
-        cache::prune(&dir, "root-", KEEP_ROOT_IMAGES, cache::PRUNE_GRACE);
+        cache::prune(&dir, "root-", ".ext2", KEEP_ROOT_IMAGES, cache::PRUNE_GRACE);
         Ok(())
     })?;
     cache::touch(&image);
@@ -411,7 +411,7 @@ pub fn ensure_dir_image(host_dir: &Path, what: Snapshot) -> Result<PathBuf> {
         // Older snapshots of the same directory are stale now, but a concurrent runner
         // may have chosen one and not attached it yet: only those unused for the grace
         // period go.
-        cache::prune(&dir, &path_tag[..12], 0, cache::PRUNE_GRACE);
+        cache::prune(&dir, &path_tag[..12], ".ext2", 0, cache::PRUNE_GRACE);
         // Partial files of an interrupted build of this directory go at once: only a
         // holder of this lock writes them, and a stale stage of the same key would
         // otherwise be filled again on top of its old contents.
@@ -433,7 +433,7 @@ pub fn ensure_dir_image(host_dir: &Path, what: Snapshot) -> Result<PathBuf> {
         cache::publish(&tmp, &image)?;
         // Snapshots of directories that are gone (test trees in temporary
         // directories) would otherwise pile up.
-        cache::prune(&dir, "", KEEP_DIR_IMAGES, cache::PRUNE_GRACE);
+        cache::prune(&dir, "", ".ext2", KEEP_DIR_IMAGES, cache::PRUNE_GRACE);
         Ok(())
     })?;
     cache::touch(&image);

@@ -198,6 +198,10 @@ impl KernelRequest {
 /// stock kernel, and room for a few experiments.
 const KEEP_KERNELS: usize = 6;
 
+/// Kernel sources (unpacked trees with their build directories) kept in the cache: the
+/// Debian tarball's and one tree of the user's.
+const KEEP_SOURCES: usize = 2;
+
 /// Returns the vmlinux for `req`, building it if no cached one matches.
 pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
     let outputs = cache::cache_dir("kernel/out")?;
@@ -215,6 +219,9 @@ pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
         return Ok(vmlinux);
     }
     let (src_dir, obj) = build_dirs(&req.source_id()?)?;
+    // In use from here on: the prune below keeps the most recently used sources.
+    cache::touch(&src_dir);
+    cache::touch(&obj);
     let tree = match &req.source {
         KernelSource::Tarball(tarball) => {
             let tree = unpack(tarball, &src_dir)?;
@@ -232,7 +239,14 @@ pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
     std::fs::copy(obj.join("vmlinux"), &tmp).context("copying vmlinux")?;
     cache::publish(&tmp, &vmlinux)?;
     std::fs::copy(obj.join(".config"), out_dir.join("config")).context("saving .config")?;
-    cache::prune(&outputs, "", KEEP_KERNELS, cache::PRUNE_GRACE);
+    cache::prune(&outputs, "", "", KEEP_KERNELS, cache::PRUNE_GRACE);
+    // Each source (a new Debian tarball, each --kernel-src tree) has a GB-sized
+    // unpacked tree and build directory; older ones are not needed for the kernels
+    // kept above (and are rebuilt should one be asked for again). Under the kernel
+    // lock, so no build uses them.
+    let kernel_cache = cache::cache_dir("kernel")?;
+    cache::prune(&kernel_cache, "src-", "", KEEP_SOURCES, cache::PRUNE_GRACE);
+    cache::prune(&kernel_cache, "obj-", "", KEEP_SOURCES, cache::PRUNE_GRACE);
     Ok(vmlinux)
 }
 
@@ -277,6 +291,9 @@ pub fn check_series(req: &KernelRequest) -> Result<SeriesReport> {
     let vmlinux = ensure_kernel(req)?;
     let _lock = cache::lock("kernel")?;
     let (src_dir, obj) = build_dirs(&req.source_id()?)?;
+    // In use from here on: the prune below keeps the most recently used sources.
+    cache::touch(&src_dir);
+    cache::touch(&obj);
     let tree = src_dir.join("tree");
     // Another build may have left the shared tree at a different series meanwhile.
     apply_series(&tree, &src_dir.join("applied"), &req.patches)?;

@@ -179,10 +179,8 @@ fn plan_channel(choice: ChannelChoice, caps: &HostCaps, dir: &Path) -> Result<Ch
         ChannelChoice::VirtioSerial => serial(),
         _ if caps.vhost_vsock => {
             let cid = unique_cid();
-            ChannelPlan::VhostKernelVsock {
-                cid,
-                port: 10_000 + cid % 50_000,
-            }
+            // The port is the one the listener gets (see `listen`).
+            ChannelPlan::VhostKernelVsock { cid, port: 0 }
         }
         ChannelChoice::Vsock => {
             crate::vsockd::ensure_daemon()?;
@@ -228,12 +226,22 @@ fn prune_logs(dir: &Path, keep: usize) {
     }
 }
 
-fn listen(plan: &ChannelPlan) -> Result<Socket> {
+/// The host end of the job channel, listening. A kernel vsock port is chosen by the
+/// kernel (one no other runner's VM uses) and written into `plan`.
+fn listen(plan: &mut ChannelPlan) -> Result<Socket> {
     let sock = match plan {
         ChannelPlan::VhostKernelVsock { port, .. } => {
             let s = Socket::new(Domain::VSOCK, Type::STREAM, None).context("vsock socket")?;
-            s.bind(&SockAddr::vsock(libc::VMADDR_CID_ANY, *port))
-                .with_context(|| format!("binding vsock port {port}"))?;
+            s.bind(&SockAddr::vsock(
+                libc::VMADDR_CID_ANY,
+                libc::VMADDR_PORT_ANY,
+            ))
+            .context("binding a vsock port")?;
+            *port = s
+                .local_addr()?
+                .as_vsock_address()
+                .map(|(_, p)| p)
+                .context("the vsock listener has no port")?;
             s
         }
         _ => {
@@ -293,7 +301,8 @@ pub fn run_vm(
         .prefix("microvm-")
         .tempdir()
         .context("creating the VM's temp dir")?;
-    let channel = plan_channel(req.channel, caps, dir.path())?;
+    let mut channel = plan_channel(req.channel, caps, dir.path())?;
+    let listener = listen(&mut channel)?;
     let console_log = console_log_path()?;
     let cfg = VmConfig {
         accel: req.accel,
@@ -307,7 +316,6 @@ pub fn run_vm(
         quiet_kernel: !req.verbose_kernel,
         extra_kernel_args: req.kernel_args.clone(),
     };
-    let listener = listen(&channel)?;
 
     let _daemon = match vmplan::vsock_daemon_argv(&channel) {
         Some(args) => {
@@ -753,10 +761,10 @@ mod tests {
         guest: Guest,
     ) -> (Outcome, Collected) {
         let dir = tempfile::tempdir().unwrap();
-        let plan = ChannelPlan::VirtioSerial {
+        let mut plan = ChannelPlan::VirtioSerial {
             socket: dir.path().join("job.sock"),
         };
-        let listener = listen(&plan).unwrap();
+        let listener = listen(&mut plan).unwrap();
         let connect = || UnixStream::connect(plan.host_socket().unwrap()).unwrap();
         let guest = match guest {
             Guest::Absent => None,
@@ -844,6 +852,29 @@ mod tests {
             "{:?}",
             sink.notes
         );
+    }
+
+    #[test]
+    fn kernel_vsock_listeners_get_distinct_ports_from_the_kernel() {
+        let mut plans = [
+            ChannelPlan::VhostKernelVsock { cid: 3, port: 0 },
+            ChannelPlan::VhostKernelVsock { cid: 4, port: 0 },
+        ];
+        let mut listeners = Vec::new();
+        for plan in &mut plans {
+            listeners.push(listen(plan).expect("a vsock listener"));
+        }
+        let ports: Vec<u32> = plans
+            .iter()
+            .map(|p| match p {
+                ChannelPlan::VhostKernelVsock { port, .. } => *port,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert!(ports.iter().all(|&p| p != 0 && p != libc::VMADDR_PORT_ANY));
+        assert_ne!(ports[0], ports[1]);
+        // The guest is told the port that is listened on.
+        assert_eq!(plans[0].guest_param(), format!("vsock:{}", ports[0]));
     }
 
     #[test]

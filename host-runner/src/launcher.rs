@@ -166,6 +166,20 @@ fn unique_cid() -> u32 {
     3 + ((std::process::id() & 0x7f_ffff) << 8 | seq)
 }
 
+/// vhost-device-vsock takes its socket paths in a comma-separated list that has no
+/// escape: a temporary directory with a comma in its path cannot be named to it.
+fn usable_by_daemon(dir: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    if dir.as_os_str().as_bytes().contains(&b',') {
+        anyhow::bail!(
+            "the VM's temporary directory {} has a comma in its path, which vhost-device-vsock \
+             cannot take (set TMPDIR elsewhere)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 fn plan_channel(choice: ChannelChoice, caps: &HostCaps, dir: &Path) -> Result<ChannelPlan> {
     let serial = || ChannelPlan::VirtioSerial {
         socket: dir.join("vmjob.sock"),
@@ -183,16 +197,19 @@ fn plan_channel(choice: ChannelChoice, caps: &HostCaps, dir: &Path) -> Result<Ch
             ChannelPlan::VhostKernelVsock { cid, port: 0 }
         }
         ChannelChoice::Vsock => {
+            usable_by_daemon(dir)?;
             crate::vsockd::ensure_daemon()?;
             user()
         }
-        ChannelChoice::Auto => match crate::vsockd::ensure_daemon() {
-            Ok(_) => user(),
-            Err(e) => {
-                eprintln!("host-runner: no vsock backend ({e:#}); using virtio-serial");
-                serial()
+        ChannelChoice::Auto => {
+            match usable_by_daemon(dir).and_then(|()| crate::vsockd::ensure_daemon()) {
+                Ok(_) => user(),
+                Err(e) => {
+                    eprintln!("host-runner: no vsock backend ({e:#}); using virtio-serial");
+                    serial()
+                }
             }
-        },
+        }
     })
 }
 

@@ -5,6 +5,7 @@
 
 use crate::caps::Accel;
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The vsock port the guest connects to for its job.
@@ -134,9 +135,18 @@ fn push(argv: &mut Vec<OsString>, items: &[&str]) {
     argv.extend(items.iter().map(OsString::from));
 }
 
+/// A QEMU option string (`-drive`, `-chardev`) with `path` as one value: a comma in the
+/// path is doubled, as QEMU's option syntax asks, or it would end the value.
 fn path_opt(prefix: &str, path: &Path, suffix: &str) -> OsString {
     let mut s = OsString::from(prefix);
-    s.push(path.as_os_str());
+    let mut escaped = Vec::new();
+    for &b in path.as_os_str().as_bytes() {
+        escaped.push(b);
+        if b == b',' {
+            escaped.push(b',');
+        }
+    }
+    s.push(std::ffi::OsStr::from_bytes(&escaped));
     s.push(suffix);
     s
 }
@@ -172,7 +182,10 @@ pub fn qemu_argv(cfg: &VmConfig) -> Vec<OsString> {
         &["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"],
     );
     argv.push("-serial".into());
-    argv.push(path_opt("file:", &cfg.console_log, ""));
+    // A legacy chardev spec: everything after "file:" is the path, commas included.
+    let mut serial = OsString::from("file:");
+    serial.push(cfg.console_log.as_os_str());
+    argv.push(serial);
     argv.push("-kernel".into());
     argv.push(cfg.kernel.clone().into_os_string());
     push(&mut argv, &["-append", &kernel_cmdline(cfg)]);
@@ -309,6 +322,27 @@ mod tests {
             .filter(|w| w[0] == flag)
             .map(|w| w[1].clone())
             .collect()
+    }
+
+    #[test]
+    fn commas_in_paths_are_doubled_in_option_values_but_not_in_the_serial_path() {
+        let mut c = cfg(vhost_user());
+        c.root_image = "/c,d/root.ext2".into();
+        c.console_log = "/t,u/console.log".into();
+        let argv: Vec<String> = qemu_argv(&c)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            argv.contains(
+                &"id=root,file=/c,,d/root.ext2,format=raw,if=none,snapshot=on".to_string()
+            ),
+            "{argv:?}"
+        );
+        assert!(
+            argv.contains(&"file:/t,u/console.log".to_string()),
+            "{argv:?}"
+        );
     }
 
     #[test]

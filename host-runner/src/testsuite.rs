@@ -12,6 +12,7 @@ use crate::launcher::{self, OutputSink};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
 use vm_wire::JobSpec;
@@ -144,6 +145,7 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
         None
     };
     let caps = HostCaps::probe();
+    let interrupts = Interrupts::install()?;
     let queue = Mutex::new(chosen.iter());
     let tally = Mutex::new(Tally::default());
     std::thread::scope(|s| {
@@ -151,13 +153,21 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
             s.spawn(|| {
                 // A function call, so the queue's lock is released before the test runs
                 // (a guard in a `while let` scrutinee would live through the body).
-                while let Some(t) = next_test(&queue) {
+                while let Some(t) = next_test(&queue, &interrupts) {
                     let verdict = match skip_reason(t, &args.vm.kernel) {
                         Some(why) => {
                             println!("SKIP {}: {why}", t.name);
                             Verdict::Skip
                         }
-                        None => run_one(t, args, &art, stock.as_deref(), &caps),
+                        None => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            run_one(t, args, &art, stock.as_deref(), &caps, &interrupts)
+                        }))
+                        .unwrap_or_else(|_| {
+                            // A bug of the runner's, reported as this test's failure;
+                            // the others still run and the summary still comes.
+                            println!("FAIL {} (runner panicked)", t.name);
+                            Verdict::Fail
+                        }),
                     };
                     if let Ok(mut tally) = tally.lock() {
                         tally.add(verdict);
@@ -166,10 +176,78 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
             });
         }
     });
-    // A poisoned tally (a panicking worker) counts as nothing passed.
-    let tally = tally.into_inner().unwrap_or_default();
+    // Panics are caught per test, so the tally is never poisoned; should it be, it
+    // counts as nothing passed.
+    let mut tally = tally.into_inner().unwrap_or_default();
+    let stopped_by = interrupts.stopped_by();
+    if stopped_by.is_some() {
+        tally.not_run = chosen.len().saturating_sub(tally.counted());
+    }
     println!("{}", tally.summary());
-    Ok(if tally.all_good(chosen.len()) { 0 } else { 1 })
+    Ok(match stopped_by {
+        Some(sig) => 128 + sig,
+        None if tally.all_good(chosen.len()) => 0,
+        None => 1,
+    })
+}
+
+/// Ctrl-C (SIGINT), SIGTERM or SIGHUP stop the suite: the running tests' VMs are
+/// ended, no further test starts, and the summary still comes (the temp dirs of the
+/// VMs are cleaned up as after any run); the status is 128 + the signal.
+struct Interrupts {
+    /// The first stop signal, 0 before one came.
+    stopped_by: std::sync::Arc<std::sync::atomic::AtomicI32>,
+    /// One per running test, for the VM launcher.
+    running: std::sync::Arc<Mutex<Vec<std::sync::mpsc::Sender<i32>>>>,
+}
+
+impl Interrupts {
+    fn install() -> Result<Self> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let stopped_by = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let running: std::sync::Arc<Mutex<Vec<std::sync::mpsc::Sender<i32>>>> = Default::default();
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+            .context("installing signal handlers")?;
+        let (flag, senders) = (stopped_by.clone(), running.clone());
+        std::thread::spawn(move || {
+            for sig in signals.forever() {
+                let _ = flag.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+                if let Ok(senders) = senders.lock() {
+                    for tx in senders.iter() {
+                        // Twice: the launcher gives the first stop signal to the job,
+                        // a second one ends the VM. A test job is no interactive one
+                        // that could wind down by itself.
+                        let _ = tx.send(sig);
+                        let _ = tx.send(sig);
+                    }
+                }
+            }
+        });
+        Ok(Interrupts {
+            stopped_by,
+            running,
+        })
+    }
+
+    fn stopped_by(&self) -> Option<i32> {
+        match self.stopped_by.load(Ordering::SeqCst) {
+            0 => None,
+            sig => Some(sig),
+        }
+    }
+
+    /// A receiver for one test's VM; already fed if the suite is stopping.
+    fn subscribe(&self) -> std::sync::mpsc::Receiver<i32> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Ok(mut running) = self.running.lock() {
+            if let Some(sig) = self.stopped_by() {
+                let _ = tx.send(sig);
+                let _ = tx.send(sig);
+            }
+            running.push(tx);
+        }
+        rx
+    }
 }
 
 /// How one test ended.
@@ -187,6 +265,8 @@ struct Tally {
     passed: usize,
     failed: usize,
     skipped: usize,
+    /// Never started: the suite was stopped first.
+    not_run: usize,
 }
 
 impl Tally {
@@ -204,7 +284,15 @@ impl Tally {
         if self.skipped > 0 {
             line.push_str(&format!(", {} skipped", self.skipped));
         }
+        if self.not_run > 0 {
+            line.push_str(&format!(", {} not run (interrupted)", self.not_run));
+        }
         line
+    }
+
+    /// Tests that ran or were skipped.
+    fn counted(&self) -> usize {
+        self.passed + self.failed + self.skipped
     }
 
     /// Every one of `chosen` tests passed or was skipped (a lost count is a failure).
@@ -243,7 +331,13 @@ fn apply_requirements(req: &mut launcher::VmRequest, t: &TestCase) {
     }
 }
 
-fn next_test<'a, I: Iterator<Item = &'a &'a TestCase>>(queue: &Mutex<I>) -> Option<&'a TestCase> {
+fn next_test<'a, I: Iterator<Item = &'a &'a TestCase>>(
+    queue: &Mutex<I>,
+    interrupts: &Interrupts,
+) -> Option<&'a TestCase> {
+    if interrupts.stopped_by().is_some() {
+        return None;
+    }
     let mut q = queue.lock().ok()?;
     q.next().copied()
 }
@@ -254,6 +348,7 @@ fn run_one(
     art: &Artifacts,
     stock: Option<&Path>,
     caps: &HostCaps,
+    interrupts: &Interrupts,
 ) -> Verdict {
     let spec = JobSpec {
         argv: vec![
@@ -273,7 +368,7 @@ fn run_one(
                 req.kernel = k.to_path_buf();
             }
         }
-        launcher::run_vm(&req, caps, &mut captured, None)
+        launcher::run_vm(&req, caps, &mut captured, Some(&interrupts.subscribe()))
     });
     let (passed, line, console) = match result {
         Ok(report) => {
@@ -417,6 +512,12 @@ mod tests {
         let mut clean = Tally::default();
         clean.add(Verdict::Pass);
         assert_eq!(clean.summary(), "1 passed, 0 failed");
+        clean.not_run = 4;
+        assert_eq!(
+            clean.summary(),
+            "1 passed, 0 failed, 4 not run (interrupted)"
+        );
+        assert!(!clean.all_good(5));
     }
 
     #[test]

@@ -411,3 +411,31 @@ fn a_killed_runner_takes_its_vm_with_it() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn ctrl_c_stops_the_test_suite_with_a_summary() {
+    // One test at a time: after the first verdict, Ctrl-C. The running test's VM ends,
+    // no other test starts, and the summary says so.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_host-runner"))
+        .args(["test", "-j", "1", "vm_"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("host-runner starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with("PASS vm_"), "{first}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    let summary = rest.lines().last().unwrap_or_default();
+    assert!(summary.contains("not run (interrupted)"), "{rest}");
+}

@@ -439,3 +439,27 @@ fn ctrl_c_stops_the_test_suite_with_a_summary() {
     let summary = rest.lines().last().unwrap_or_default();
     assert!(summary.contains("not run (interrupted)"), "{rest}");
 }
+
+#[test]
+fn descendants_get_a_grace_period_then_are_ended_even_outside_the_job_group() {
+    // The job exits at once; a descendant that left its process group writes within
+    // the 2 s grace (delivered), then would hold the output open for 100 s.
+    let started = std::time::Instant::now();
+    let out = run(&[
+        "--no-src",
+        "--timeout",
+        "120",
+        "sh",
+        "-c",
+        "setsid sh -c 'echo early; sleep 1; echo late; sleep 100' & sleep 0.3; echo main",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for line in ["early", "main", "late"] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "{line} missing: {stdout}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

@@ -96,7 +96,10 @@ pub fn run(spec: &JobSpec, chan: &mut Channel, signals: &Signals) -> JobEnd {
         if let Some(t) = linger_until {
             if Instant::now() >= t {
                 // Descendants still hold the output open: end them, keep what they wrote.
-                let _ = kill(Pid::from_raw(-leader.as_raw()), Signal::SIGKILL);
+                // All of them: in this VM every process but PID 1 is the job's, also
+                // those that left its process group (setsid) and would otherwise go on
+                // holding the pipe and writing output nobody reads any more.
+                let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
                 drain_pipe(&mut job.out, chan, GuestMsg::Stdout);
                 drain_pipe(&mut job.err, chan, GuestMsg::Stderr);
                 break;

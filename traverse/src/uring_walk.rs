@@ -216,6 +216,7 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
         }),
         wake: Condvar::new(),
         hungry: AtomicUsize::new(0),
+        queued: AtomicUsize::new(1),
         cold: AtomicBool::new(false),
     };
     let normal_slots = AtomicUsize::new(threads);
@@ -365,6 +366,8 @@ struct Shared {
     wake: Condvar,
     /// Idle walkers that take work, read without the lock on the hot path.
     hungry: AtomicUsize,
+    /// Directories waiting in the queue (each holds a descriptor), likewise.
+    queued: AtomicUsize,
     /// Some walker waited for the disk: the reserve walkers take part from now on.
     cold: AtomicBool,
 }
@@ -468,6 +471,7 @@ impl Walker {
             let takes_work = !self.reserve || shared.cold.load(Ordering::Relaxed);
             if takes_work {
                 if let Some((fd, path)) = q.dirs.pop() {
+                    shared.queued.store(q.dirs.len(), Ordering::Relaxed);
                     drop(q);
                     self.debug.claims += 1;
                     self.add_dir(fd, path);
@@ -514,9 +518,12 @@ impl Walker {
             return;
         }
         // Gifts wait in the queue holding descriptors that no walker's budget counts:
-        // at most one walker's budget per hungry walker.
+        // at most one walker's budget per hungry walker in the queue altogether (the
+        // hungry count drops only once a woken walker runs, so this walker may come
+        // here again before: without the total, gifts piled up to EMFILE).
+        let room = (self.budget * hungry).saturating_sub(shared.queued.load(Ordering::Relaxed));
         let mut gifts = Vec::new();
-        for _ in 0..self.to_open.len().div_ceil(2).min(self.budget * hungry) {
+        for _ in 0..self.to_open.len().div_ceil(2).min(room) {
             let Some((parent, name)) = self.to_open.pop_front() else {
                 break;
             };
@@ -531,8 +538,12 @@ impl Walker {
             }
         }
         self.debug.donated += gifts.len();
+        if gifts.is_empty() {
+            return;
+        }
         if let Ok(mut q) = shared.queue.lock() {
             q.dirs.extend(gifts);
+            shared.queued.store(q.dirs.len(), Ordering::Relaxed);
             shared.wake.notify_all();
         }
     }

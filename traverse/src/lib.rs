@@ -4,8 +4,10 @@
 //! Bytes are the apparent size (`st_size`) of every entry, the top directory, every
 //! directory and symlink included, with hard-linked inodes counted once; files are the
 //! regular-file entries (a hard link counts each time, as find lists it). Symlinks are
-//! never followed; entries that vanish during the walk are skipped, as du skips them; an
-//! unreadable directory is reported and the walk goes on, the run then exiting 1.
+//! never followed; entries that vanish during the walk are skipped silently, as the
+//! project's issue asks (GNU du reports each as "cannot access" and exits 1: a tree that
+//! changes while it is counted is no error of ours to report); an unreadable directory
+//! is reported and the walk goes on, the run then exiting 1, as with du.
 //!
 //! Three engines walk the same way and differ only in how they reach the kernel:
 //! [`Engine::Sync`] (plain syscalls, one thread), [`Engine::Tokio`] (tokio's fs on its

@@ -141,8 +141,9 @@ pub fn count_subdir(
 
 /// Accounts an entry of a listing stat'ed by name (`path` names it in messages) and
 /// says whether it is a directory, which the caller opens and counts then (see
-/// [`count_subdir`]). An entry removed since it was listed is skipped, as du skips it;
-/// other failures are reported as du reports them.
+/// [`count_subdir`]). An entry removed since it was listed is skipped silently (GNU du
+/// would say "cannot access" and exit 1; see the crate documentation); other failures
+/// are reported as du reports them.
 pub fn account_listed(
     tally: &mut Tally,
     res: io::Result<EntryStat>,
@@ -158,7 +159,8 @@ pub fn account_listed(
 }
 
 /// Records a directory listing that failed part way: a directory removed after it was
-/// opened (ENOENT) vanished and is skipped, as du skips it; anything else is reported.
+/// opened (ENOENT) vanished and is skipped like any vanished entry (see the crate
+/// documentation; du would report it); anything else is reported.
 pub fn listing_failed(tally: &mut Tally, path: &std::path::Path, err: &io::Error) {
     if err.raw_os_error() != Some(libc::ENOENT) {
         tally.error(cannot_read(path, err));

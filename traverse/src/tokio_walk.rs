@@ -170,7 +170,14 @@ fn list_checked(
 /// Counts `path` (itself too when `count_self`) and, if it is a directory, its contents
 /// with the sync walker, reaching it component by component.
 async fn deep_subtree(path: PathBuf, count_self: bool) -> Tally {
+    // One at a time: the sync walker may hold the descriptor budget (half of
+    // RLIMIT_NOFILE, the other half is the listings'), so two deep subtrees at once
+    // could run out. They are rare (paths beyond PATH_MAX), so waiting costs nothing.
+    static ONE_DEEP_WALK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     tokio::task::spawn_blocking(move || {
+        let _turn = ONE_DEEP_WALK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut tally = Tally::default();
         crate::sync_walk::count_long_path(&path, count_self, &mut tally);
         tally

@@ -62,6 +62,23 @@ fn depth_five_thousand_within_a_small_descriptor_limit() {
 }
 
 #[test]
+fn several_paths_beyond_path_max_at_once_within_a_small_descriptor_limit() {
+    // Side by side, each deep beyond PATH_MAX: the tokio engine hands each to the sync
+    // walker, which must not hold descriptors for several at once.
+    let t = TestTree::new();
+    for i in 0..4 {
+        t.deep(format!("deep{i}"), 2500);
+    }
+    assert_all_engines_match(
+        t.root(),
+        As {
+            nofile: Some(64),
+            ..As::default()
+        },
+    );
+}
+
+#[test]
 fn deep_and_wide_with_branches_within_the_limit() {
     let t = TestTree::new();
     for i in 0..40 {

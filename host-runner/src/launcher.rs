@@ -90,7 +90,10 @@ impl Outcome {
     pub fn exit_code(&self) -> i32 {
         match self {
             Outcome::Finished(JobEnd::Exited(code)) => code & 0xff,
-            Outcome::Finished(JobEnd::Signaled(sig)) => 128 + sig,
+            // A signal number is at most 64; anything else from the guest is garbage
+            // that must not wrap into a success-looking status.
+            Outcome::Finished(JobEnd::Signaled(sig)) if (1..=64).contains(sig) => 128 + sig,
+            Outcome::Finished(JobEnd::Signaled(_)) => EXIT_VM_FAILED,
             Outcome::Finished(JobEnd::SpawnFailed { status, .. }) => i32::from(*status),
             Outcome::Finished(JobEnd::SetupFailed(_)) => EXIT_VM_FAILED,
             Outcome::Timeout => EXIT_TIMEOUT,
@@ -915,6 +918,14 @@ mod tests {
             );
         }
         assert_eq!(Outcome::Interrupted(libc::SIGPIPE).exit_code(), 141);
+        // A job's signal death is 128+N; a number no signal has is the guest's fault.
+        assert_eq!(Outcome::Finished(JobEnd::Signaled(9)).exit_code(), 137);
+        for bad in [0, 65, 128, -3, i32::MAX] {
+            assert_eq!(
+                Outcome::Finished(JobEnd::Signaled(bad)).exit_code(),
+                EXIT_VM_FAILED
+            );
+        }
     }
 
     #[test]

@@ -7,10 +7,15 @@ use vm_wire::DiskMount;
 
 /// One row of the mount table.
 pub struct MountEntry {
+    /// What is mounted (the pseudo filesystem's name).
     pub source: &'static str,
+    /// Where.
     pub target: &'static str,
+    /// The filesystem type.
     pub fstype: &'static str,
+    /// mount(2) flags.
     pub flags: MsFlags,
+    /// Filesystem options, if any.
     pub data: Option<&'static str>,
 }
 

@@ -40,6 +40,11 @@ pub struct BenchArgs {
     /// vCPUs of the benchmark VM.
     #[arg(long, default_value_t = 2)]
     pub cpus: u32,
+    /// Fresh VMs the microvm part runs in, one after the other: results vary between
+    /// boots more than within one, so the tables pool every VM's runs and list each VM's
+    /// ratios.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub vms: u32,
     /// Kernel selection for the VM part.
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -359,31 +364,124 @@ fn shell_join(argv: &[String]) -> String {
         .join(" ")
 }
 
+/// One command's timings (seconds) from a hyperfine JSON export.
+#[derive(Debug, Clone, PartialEq)]
+struct Timed {
+    command: String,
+    times: Vec<f64>,
+}
+
+/// The commands and their timed runs in a hyperfine JSON export.
+fn parse_hyperfine(text: &str) -> Result<Vec<Timed>> {
+    let v: serde_json::Value = serde_json::from_str(text).context("parsing hyperfine JSON")?;
+    let results = v["results"]
+        .as_array()
+        .context("hyperfine JSON without results")?;
+    results
+        .iter()
+        .map(|r| {
+            let command = r["command"]
+                .as_str()
+                .context("hyperfine result without a command")?
+                .to_string();
+            let times = r["times"]
+                .as_array()
+                .context("hyperfine result without times")?
+                .iter()
+                .filter_map(|t| t.as_f64())
+                .collect();
+            Ok(Timed { command, times })
+        })
+        .collect()
+}
+
+/// Mean and sample standard deviation (0 for a single run).
+fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// The runs of every VM together, per command, in the order the first VM ran them.
+fn pool(per_vm: &[Vec<Timed>]) -> Vec<Timed> {
+    let mut pooled: Vec<Timed> = Vec::new();
+    for run in per_vm {
+        for t in run {
+            match pooled.iter_mut().find(|p| p.command == t.command) {
+                Some(p) => p.times.extend(&t.times),
+                None => pooled.push(t.clone()),
+            }
+        }
+    }
+    pooled
+}
+
+/// Results as a hyperfine-style export (command, mean, stddev, times), which
+/// `read_results` and bench/chart.py read.
+fn hyperfine_json(results: &[Timed]) -> String {
+    let results: Vec<serde_json::Value> = results
+        .iter()
+        .map(|t| {
+            let (mean, sd) = mean_sd(&t.times);
+            serde_json::json!({
+                "command": t.command,
+                "mean": mean,
+                "stddev": sd,
+                "times": t.times,
+            })
+        })
+        .collect();
+    serde_json::json!({ "results": results }).to_string()
+}
+
 /// (label, mean s, stddev s) from a hyperfine JSON export.
 fn read_results(json: &Path) -> Result<Vec<(String, f64, f64)>> {
     let text =
         std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
-    // A small reader for hyperfine's flat result objects: "command", "mean", "stddev".
-    let mut out = Vec::new();
-    for chunk in text.split("\"command\":").skip(1) {
-        let label = chunk
-            .trim_start()
-            .trim_start_matches('"')
-            .split('"')
-            .next()
-            .unwrap_or("")
-            .to_string();
-        let field = |name: &str| -> f64 {
-            chunk
-                .split(&format!("\"{name}\":"))
-                .nth(1)
-                .and_then(|r| r.trim_start().split([',', '\n', '}']).next())
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(f64::NAN)
-        };
-        out.push((label, field("mean"), field("stddev")));
+    Ok(parse_hyperfine(&text)
+        .with_context(|| format!("reading {}", json.display()))?
+        .into_iter()
+        .map(|t| {
+            let (mean, sd) = mean_sd(&t.times);
+            (t.command, mean, sd)
+        })
+        .collect())
+}
+
+/// Each VM's mean times and ratios: how far the boots spread.
+fn per_vm_table(title: &str, per_vm: &[Vec<Timed>]) -> String {
+    let mean_of = |run: &[Timed], cmd: &str| {
+        run.iter()
+            .find(|t| t.command == cmd)
+            .map_or(f64::NAN, |t| mean_sd(&t.times).0)
+    };
+    let mut s = format!(
+        "### {title}\n\n| VM | du -bs ms | traverse-iouring ms | traverse-tokio ms | du / iouring | tokio / iouring |\n|--:|--:|--:|--:|--:|--:|\n"
+    );
+    for (i, run) in per_vm.iter().enumerate() {
+        let (du, uring, tokio) = (
+            mean_of(run, "du -bs"),
+            mean_of(run, "traverse-iouring"),
+            mean_of(run, "traverse-tokio"),
+        );
+        s.push_str(&format!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.2}x | {:.2}x |\n",
+            i + 1,
+            du * 1e3,
+            uring * 1e3,
+            tokio * 1e3,
+            du / uring,
+            tokio / uring
+        ));
     }
-    Ok(out)
+    s
 }
 
 fn markdown(title: &str, rows: &[(String, f64, f64)]) -> String {
@@ -516,39 +614,71 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
         verbose_kernel: false,
         kernel_args: Vec::new(),
     };
-    let mut cap = Capture::default();
-    let report = launcher::run_vm(&req, &caps, &mut cap, None)?;
-    if report.outcome != launcher::Outcome::Finished(vm_wire::JobEnd::Exited(0)) {
-        bail!(
-            "benchmark VM: {} (console log {})",
-            report.outcome.describe(),
-            report.console_log.display()
-        );
+    let (mut cold, mut warm, mut correctness) = (Vec::new(), Vec::new(), String::new());
+    for vm in 1..=args.vms {
+        if args.vms > 1 {
+            eprintln!("host-runner: benchmark VM {vm} of {}", args.vms);
+        }
+        let mut cap = Capture::default();
+        let report = launcher::run_vm(&req, &caps, &mut cap, None)?;
+        if report.outcome != launcher::Outcome::Finished(vm_wire::JobEnd::Exited(0)) {
+            bail!(
+                "benchmark VM {vm}: {} (console log {})",
+                report.outcome.describe(),
+                report.console_log.display()
+            );
+        }
+        let text = String::from_utf8_lossy(&cap.out).into_owned();
+        if vm == 1 {
+            correctness = section(&text, "correctness").trim().to_string();
+        }
+        for (name, runs) in [("cold", &mut cold), ("warm", &mut warm)] {
+            let json = section(&text, name);
+            if args.vms > 1 {
+                std::fs::write(out.join(format!("vm-{name}-{vm}.json")), json)?;
+            }
+            runs.push(
+                parse_hyperfine(json)
+                    .with_context(|| format!("benchmark VM {vm}: {name} results"))?,
+            );
+        }
     }
-    let text = String::from_utf8_lossy(&cap.out).into_owned();
-    std::fs::write(out.join("vm-cold.json"), section(&text, "cold"))?;
-    std::fs::write(out.join("vm-warm.json"), section(&text, "warm"))?;
+    std::fs::write(out.join("vm-cold.json"), hyperfine_json(&pool(&cold)))?;
+    std::fs::write(out.join("vm-warm.json"), hyperfine_json(&pool(&warm)))?;
+    let pooled = if args.vms > 1 {
+        format!(", the runs of {} VMs pooled", args.vms)
+    } else {
+        String::new()
+    };
     let mut md = format!(
-        "## In the microvm (patched kernel, {}, {} vCPUs, tree on its own ext2 virtio-blk disk, cache=none)\n\nCorrectness:\n\n```\n{}\n```\n\n",
+        "## In the microvm (patched kernel, {}, {} vCPUs, tree on its own ext2 virtio-blk disk, cache=none)\n\nCorrectness:\n\n```\n{correctness}\n```\n\n",
         match req.accel {
             crate::caps::Accel::Kvm => "KVM",
             crate::caps::Accel::Tcg => "TCG",
         },
         args.cpus,
-        section(&text, "correctness").trim()
     );
     md.push_str(&markdown(
         &format!(
-            "Cold cache ({} runs after 1 cold warm-up, drop_caches before each)",
+            "Cold cache ({} runs after 1 cold warm-up, drop_caches before each{pooled})",
             args.cold_runs
         ),
         &read_results(&out.join("vm-cold.json"))?,
     ));
     md.push('\n');
     md.push_str(&markdown(
-        &format!("Warm cache ({} runs after 3 warm-ups)", args.warm_runs),
+        &format!(
+            "Warm cache ({} runs after 3 warm-ups{pooled})",
+            args.warm_runs
+        ),
         &read_results(&out.join("vm-warm.json"))?,
     ));
+    if args.vms > 1 {
+        md.push('\n');
+        md.push_str(&per_vm_table("Cold cache, each VM", &cold));
+        md.push('\n');
+        md.push_str(&per_vm_table("Warm cache, each VM", &warm));
+    }
     Ok(md)
 }
 
@@ -646,6 +776,41 @@ pub fn cmd_bench(args: &BenchArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_of_several_vms_pool_per_command_and_read_back() {
+        let export = |du: &[f64], uring: &[f64]| {
+            hyperfine_json(&[
+                Timed {
+                    command: "traverse-iouring".into(),
+                    times: uring.to_vec(),
+                },
+                Timed {
+                    command: "du -bs".into(),
+                    times: du.to_vec(),
+                },
+            ])
+        };
+        let vm1 = parse_hyperfine(&export(&[2.0, 4.0], &[1.0, 1.0])).unwrap();
+        let vm2 = parse_hyperfine(&export(&[3.0], &[1.0])).unwrap();
+        let pooled = pool(&[vm1.clone(), vm2.clone()]);
+        assert_eq!(pooled[0].command, "traverse-iouring");
+        assert_eq!(pooled[1].times, [2.0, 4.0, 3.0]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vm-cold.json");
+        std::fs::write(&file, hyperfine_json(&pooled)).unwrap();
+        let rows = read_results(&file).unwrap();
+        assert_eq!(rows[1].0, "du -bs");
+        assert!((rows[1].1 - 3.0).abs() < 1e-12);
+        assert!((rows[1].2 - 1.0).abs() < 1e-12);
+        let table = per_vm_table("t", &[vm1, vm2]);
+        assert!(
+            table.contains("| 1 | 3000.0 | 1000.0 | NaN | 3.00x | NaNx |"),
+            "{table}"
+        );
+        assert!(table.contains("| 2 | 3000.0 | 1000.0 |"), "{table}");
+        assert!(parse_hyperfine("{\"results\": [{\"mean\": 1}]}").is_err());
+    }
 
     #[test]
     fn bytes_are_found_as_a_number_or_as_the_sum_of_one_size_per_line() {

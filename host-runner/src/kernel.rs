@@ -208,8 +208,12 @@ pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
     let out_dir = outputs.join(req.build_key()?);
     let vmlinux = out_dir.join("vmlinux");
     // A user's tree may change under the same key: always let make decide.
-    // Touched first, so a concurrent prune sees it as used before we rely on it.
+    // Touched first, so a concurrent prune sees it as used before we rely on it; its
+    // source and build directories too, which `kernel --check` reuses.
     cache::touch(&out_dir);
+    let (src_dir, obj) = build_dirs(&req.source_id()?)?;
+    cache::touch(&src_dir);
+    cache::touch(&obj);
     if vmlinux.is_file() && matches!(req.source, KernelSource::Tarball(_)) {
         return Ok(vmlinux);
     }
@@ -218,10 +222,6 @@ pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
     if vmlinux.is_file() && matches!(req.source, KernelSource::Tarball(_)) {
         return Ok(vmlinux);
     }
-    let (src_dir, obj) = build_dirs(&req.source_id()?)?;
-    // In use from here on: the prune below keeps the most recently used sources.
-    cache::touch(&src_dir);
-    cache::touch(&obj);
     let tree = match &req.source {
         KernelSource::Tarball(tarball) => {
             let tree = unpack(tarball, &src_dir)?;
@@ -294,9 +294,23 @@ pub fn check_series(req: &KernelRequest) -> Result<SeriesReport> {
     // In use from here on: the prune below keeps the most recently used sources.
     cache::touch(&src_dir);
     cache::touch(&obj);
-    let tree = src_dir.join("tree");
+    // A cached kernel does not need its source any more, and a build of another source
+    // may have pruned it: bring back what the check compiles in.
+    let KernelSource::Tarball(tarball) = &req.source else {
+        unreachable!("checked above");
+    };
+    let tree = unpack(tarball, &src_dir)?;
     // Another build may have left the shared tree at a different series meanwhile.
     apply_series(&tree, &src_dir.join("applied"), &req.patches)?;
+    if !obj.join(".config").is_file() {
+        std::fs::create_dir_all(&obj)?;
+        configure(
+            &tree,
+            &obj,
+            &req.fragment,
+            &vmlinux.with_file_name("build.log"),
+        )?;
+    }
     let mut report = SeriesReport::default();
     let mut texts = Vec::new();
     for patch in &req.patches {

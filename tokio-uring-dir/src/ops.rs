@@ -3,15 +3,16 @@
 
 use crate::error::from_res;
 use io_uring_06::{cqueue, opcode, squeue, types};
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::ffi::CString;
 use std::io;
 use std::marker::PhantomData;
-use std::mem::{ManuallyDrop, MaybeUninit};
+use std::mem::MaybeUninit;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::rc::{Rc, Weak};
+use std::task::{Poll, Waker};
 use tokio_uring::{InFlightOneshot, OneshotOutputTransform, UnsubmittedOneshot};
 
 /// Hands the stable data back together with the raw result, leaving the interpretation
@@ -35,79 +36,102 @@ impl<D> OneshotOutputTransform for Completion<D> {
 /// while an io-wq worker may still be writing into it. The runtime drops its task set
 /// before its driver, so a token held by a task of that set tells the two apart: while
 /// the token lives, a drop comes from a completion the running runtime dispatched and
-/// frees the memory; once it is gone, the memory is leaked instead. (Whether *some*
-/// tokio runtime is entered says nothing: tokio-uring started on a blocking-pool thread
-/// shuts down inside the outer runtime's context.) The leak is bounded by the reads in
-/// flight at shutdown.
+/// frees the memory; once it is gone, the memory is leaked instead. Each request has a
+/// token of its own, held by a task of the runtime it was submitted on, which ends when
+/// the memory is handed back or dropped: several tokio-uring runtimes may live on one
+/// thread, and one's tasks say nothing about another's shutdown. (Whether *some* tokio
+/// runtime is entered says nothing either: tokio-uring started on a blocking-pool
+/// thread shuts down inside the outer runtime's context.) The leak is bounded by the
+/// requests in flight at shutdown.
 pub(crate) struct KernelWritable<T> {
-    value: ManuallyDrop<T>,
+    /// None only after `into_inner` took it.
+    value: Option<T>,
     runtime: Weak<()>,
+    release: Rc<Release>,
 }
 
-thread_local! {
-    /// The token of the tokio-uring runtime running on this thread, if any.
-    static RUNTIME_TOKEN: RefCell<Weak<()>> = const { RefCell::new(Weak::new()) };
+/// Tells the task holding a request's token that the token is no longer needed.
+#[derive(Default)]
+struct Release {
+    done: Cell<bool>,
+    waker: Cell<Option<Waker>>,
 }
 
-/// A weak handle on a token that lives as long as the task set of the tokio-uring
-/// runtime running on this thread. Must be called inside it (in its `LocalSet`).
-fn runtime_token() -> Weak<()> {
-    RUNTIME_TOKEN.with(|cell| {
-        let mut weak = cell.borrow_mut();
-        if weak.strong_count() == 0 {
-            let token = Rc::new(());
-            *weak = Rc::downgrade(&token);
-            // Never finishes: dropped with the task set, before the driver.
-            tokio::task::spawn_local(async move {
-                let _token = token;
-                std::future::pending::<()>().await
-            });
+impl Release {
+    fn release(&self) {
+        self.done.set(true);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
         }
-        weak.clone()
-    })
+    }
 }
 
 impl<T> KernelWritable<T> {
     /// Wraps memory about to be handed to the kernel. Called inside the tokio-uring
-    /// runtime that runs the request.
+    /// runtime that runs the request (in its `LocalSet`).
     pub(crate) fn new(value: T) -> Self {
+        let token = Rc::new(());
+        let runtime = Rc::downgrade(&token);
+        let release = Rc::new(Release::default());
+        let until = Rc::clone(&release);
+        // Lives until released, or until the runtime drops its task set.
+        drop(tokio::task::spawn_local(async move {
+            let _token = token;
+            std::future::poll_fn(|cx| {
+                if until.done.get() {
+                    Poll::Ready(())
+                } else {
+                    until.waker.set(Some(cx.waker().clone()));
+                    Poll::Pending
+                }
+            })
+            .await
+        }));
         Self {
-            value: ManuallyDrop::new(value),
-            runtime: runtime_token(),
+            value: Some(value),
+            runtime,
+            release,
         }
     }
 
     /// The memory back, once the request has completed.
     pub(crate) fn into_inner(mut self) -> T {
-        // SAFETY: the value is taken exactly once: `self` is forgotten right after, so
-        // Drop never sees the emptied slot. (Forgetting leaks only the Weak's count.)
-        let value = unsafe { ManuallyDrop::take(&mut self.value) };
-        let runtime = std::mem::take(&mut self.runtime);
-        std::mem::forget(self);
-        drop(runtime);
-        value
+        match self.value.take() {
+            Some(value) => value,
+            None => unreachable!("KernelWritable emptied before into_inner"),
+        }
     }
 }
 
 impl<T> std::ops::Deref for KernelWritable<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.value
+        match &self.value {
+            Some(value) => value,
+            None => unreachable!("KernelWritable used after into_inner"),
+        }
     }
 }
 
 impl<T> std::ops::DerefMut for KernelWritable<T> {
     fn deref_mut(&mut self) -> &mut T {
-        &mut self.value
+        match &mut self.value {
+            Some(value) => value,
+            None => unreachable!("KernelWritable used after into_inner"),
+        }
     }
 }
 
 impl<T> Drop for KernelWritable<T> {
     fn drop(&mut self) {
-        if self.runtime.strong_count() > 0 {
-            // SAFETY: dropped once, here; the slot is not used afterwards.
-            unsafe { ManuallyDrop::drop(&mut self.value) }
+        // Judged before the release: the token of a running runtime still lives.
+        if let Some(value) = self.value.take() {
+            if self.runtime.strong_count() == 0 {
+                // The runtime is shutting down: the kernel may still write here.
+                std::mem::forget(value);
+            }
         }
+        self.release.release();
     }
 }
 
@@ -241,5 +265,54 @@ mod tests {
             drop(KernelWritable::new(Rc::clone(&shared)));
         });
         assert_eq!(Rc::strong_count(&shared), 2);
+    }
+
+    #[test]
+    fn one_runtime_ending_says_nothing_about_another_on_the_same_thread() {
+        let builder = tokio_uring::builder();
+        let a = tokio_uring::Runtime::new(&builder).unwrap();
+        let b = tokio_uring::Runtime::new(&builder).unwrap();
+        let shared = Rc::new(0u8);
+        // A runs first and stays alive; B's request is abandoned when B ends.
+        a.block_on(async { drop(KernelWritable::new(Rc::clone(&shared))) });
+        assert_eq!(Rc::strong_count(&shared), 1);
+        let escaped = b.block_on(async { KernelWritable::new(Rc::clone(&shared)) });
+        drop(b);
+        drop(escaped);
+        assert_eq!(
+            Rc::strong_count(&shared),
+            2,
+            "freed after its runtime ended"
+        );
+        // A still frees what it completes.
+        a.block_on(async { drop(KernelWritable::new(Rc::clone(&shared))) });
+        assert_eq!(Rc::strong_count(&shared), 2);
+    }
+
+    #[test]
+    fn released_tokens_do_not_pile_up_as_tasks() {
+        tokio_uring::start(async {
+            let mut tokens = Vec::new();
+            for i in 0..1000 {
+                let w = KernelWritable::new(vec![0u8; 16]);
+                tokens.push(w.runtime.clone());
+                // Handed back, or dropped after a completion: both end the task.
+                if i % 2 == 0 {
+                    drop(w.into_inner());
+                } else {
+                    drop(w);
+                }
+            }
+            // The task set polls a bounded number of tasks per turn: give it turns.
+            let alive = || tokens.iter().filter(|t| t.strong_count() > 0).count();
+            for _ in 0..10_000 {
+                if alive() == 0 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            let alive = alive();
+            assert_eq!(alive, 0, "token tasks still alive");
+        });
     }
 }

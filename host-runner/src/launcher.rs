@@ -20,6 +20,11 @@ pub const EXIT_TIMEOUT: i32 = 124;
 pub const EXIT_VM_FAILED: i32 = 125;
 /// How long QEMU may take to exit after the guest reported the job's end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// A guest closes its end of the channel only on its way out (after its End, or when
+/// it panics); a VM still running this long after its channel ended without an End
+/// (the vsock backend died, say) can never report, and the guest waits for a host that
+/// reads: end it rather than wait for the timeout.
+const CHANNEL_LOST_GRACE: Duration = Duration::from_secs(10);
 
 /// Which job channel to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -570,6 +575,7 @@ impl Session<'_> {
         };
 
         // 2. Exchange frames until the guest reports the end and QEMU exits.
+        let mut channel_lost_at: Option<Instant> = None;
         loop {
             if ch.closed {
                 std::thread::sleep(Duration::from_millis(5));
@@ -606,6 +612,19 @@ impl Session<'_> {
                     return Ok((Outcome::Finished(e), st.boot_time));
                 }
                 return Ok((o, st.boot_time));
+            }
+            if ch.closed
+                && channel_lost_at.get_or_insert_with(Instant::now).elapsed() > CHANNEL_LOST_GRACE
+            {
+                let _ = self.qemu.0.kill();
+                let _ = self.qemu.0.wait();
+                return Ok((
+                    Outcome::NoStatus(format!(
+                        "the job channel closed without the job's end and the VM was still up {}s later; killed it",
+                        CHANNEL_LOST_GRACE.as_secs()
+                    )),
+                    st.boot_time,
+                ));
             }
             if let Some(o) = self.collect_signals(st.boot_time.is_some()) {
                 return Ok((o, st.boot_time));
@@ -872,6 +891,25 @@ mod tests {
             "{:?}",
             sink.notes
         );
+    }
+
+    #[test]
+    fn a_channel_that_closes_without_an_end_while_the_vm_runs_on_is_a_vm_verdict() {
+        // The vsock backend died: the stream ends, QEMU (here: a sleep) does not. Not
+        // a wait until the timeout (30 s here).
+        let started = Instant::now();
+        let qemu = sh("sleep 60");
+        let guest = |mut s: UnixStream| {
+            s.write_all(&hello()).unwrap();
+            let mut job = [0u8; 64];
+            let _ = s.read(&mut job);
+        };
+        let (outcome, _) = drive_with(qemu, None, Guest::Alongside(Box::new(guest)));
+        let Outcome::NoStatus(why) = &outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(why.contains("channel closed"), "{why}");
+        assert!(started.elapsed() < CHANNEL_LOST_GRACE + Duration::from_secs(5));
     }
 
     #[test]

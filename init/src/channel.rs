@@ -7,13 +7,11 @@ use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, Vsock
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use vm_wire::{FrameBuffer, GuestMsg, HostMsg, JobSpec, MAGIC, VERSION};
 
 /// The host's vsock CID.
 const HOST_CID: u32 = 2;
-/// How long the guest waits for the job after greeting the host.
-const JOB_WAIT: Duration = Duration::from_secs(60);
 /// A host that takes no bytes (or sends no end acknowledgement) for this long gets a
 /// note on the console, once; the guest keeps waiting. A host whose stdout is piped into
 /// a reader that pauses (`| less`) or that was suspended (Ctrl-Z) stops reading for as
@@ -94,14 +92,24 @@ impl Channel {
                 Ok(n) => data = &data[n..],
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    if !crate::job::wait_writable(self.stream.as_fd(), HOST_SILENT_NOTE)
-                        && !self.noted_silence
-                    {
-                        self.noted_silence = true;
-                        crate::console::log(&format!(
-                            "init: the host has read nothing for {}s; still waiting",
-                            HOST_SILENT_NOTE.as_secs()
-                        ));
+                    use crate::job::Writable;
+                    match crate::job::wait_writable(self.stream.as_fd(), HOST_SILENT_NOTE) {
+                        Writable::Ready => {}
+                        // Without this the loop would spin on a dead channel.
+                        Writable::HungUp => {
+                            return Err(std::io::Error::new(
+                                ErrorKind::BrokenPipe,
+                                "the host end hung up",
+                            ))
+                        }
+                        Writable::TimedOut if !self.noted_silence => {
+                            self.noted_silence = true;
+                            crate::console::log(&format!(
+                                "init: the host has read nothing for {}s; still waiting",
+                                HOST_SILENT_NOTE.as_secs()
+                            ));
+                        }
+                        Writable::TimedOut => {}
                     }
                 }
                 Err(e) => return Err(e),
@@ -139,9 +147,10 @@ impl Channel {
         self.stream.as_fd()
     }
 
-    /// Blocks until the host's job arrives.
+    /// Blocks until the host's job arrives (as long as it takes: see `HOST_SILENT_NOTE`;
+    /// a host suspended during the boot sends it when it resumes).
     pub fn receive_job(&mut self) -> Result<JobSpec, String> {
-        let deadline = Instant::now() + JOB_WAIT;
+        let mut noted = false;
         loop {
             let mut msgs = self.read_messages()?.into_iter();
             while let Some(msg) = msgs.next() {
@@ -158,14 +167,13 @@ impl Channel {
             if self.closed {
                 return Err("the host closed the channel before sending a job".into());
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!(
-                    "no job from the host within {}s",
-                    JOB_WAIT.as_secs()
+            if !crate::job::wait_readable(self.fd(), HOST_SILENT_NOTE) && !noted {
+                noted = true;
+                crate::console::log(&format!(
+                    "init: no job from the host for {}s; still waiting",
+                    HOST_SILENT_NOTE.as_secs()
                 ));
             }
-            crate::job::wait_readable(self.fd(), left);
         }
     }
 

@@ -336,9 +336,39 @@ pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
     wait_for(fd, PollFlags::POLLIN, timeout)
 }
 
+/// What waiting for room to write found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Writable {
+    /// Room to write.
+    Ready,
+    /// Nothing within the timeout.
+    TimedOut,
+    /// The other end hung up or the descriptor failed: no room will ever come.
+    HungUp,
+}
+
 /// Waits until `fd` accepts writes, at most `timeout`.
-pub fn wait_writable(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
-    wait_for(fd, PollFlags::POLLOUT, timeout)
+pub fn wait_writable(fd: BorrowedFd<'_>, timeout: Duration) -> Writable {
+    let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    match poll(
+        &mut fds,
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+    ) {
+        Ok(n) if n > 0 => {
+            let got = fds[0].revents().unwrap_or(PollFlags::empty());
+            if got.contains(PollFlags::POLLOUT) {
+                Writable::Ready
+            } else if got.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+            {
+                Writable::HungUp
+            } else {
+                Writable::Ready
+            }
+        }
+        // EINTR or a timeout: the caller tries again.
+        _ => Writable::TimedOut,
+    }
 }
 
 fn wait_for(fd: BorrowedFd<'_>, flags: PollFlags, timeout: Duration) -> bool {

@@ -614,6 +614,19 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
         verbose_kernel: false,
         kernel_args: Vec::new(),
     };
+    // Per-VM files of an earlier run with more VMs would look like this run's.
+    for entry in std::fs::read_dir(out)?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let per_vm = ["vm-cold-", "vm-warm-"].iter().any(|p| {
+            name.strip_prefix(p)
+                .and_then(|rest| rest.strip_suffix(".json"))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if per_vm {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
     let (mut cold, mut warm, mut correctness) = (Vec::new(), Vec::new(), String::new());
     for vm in 1..=args.vms {
         if args.vms > 1 {

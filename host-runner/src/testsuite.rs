@@ -193,7 +193,8 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
 
 /// Ctrl-C (SIGINT), SIGTERM or SIGHUP stop the suite: the running tests' VMs are
 /// ended, no further test starts, and the summary still comes (the temp dirs of the
-/// VMs are cleaned up as after any run); the status is 128 + the signal.
+/// VMs are cleaned up as after any run); the status is 128 + the signal. A second
+/// signal exits at once.
 struct Interrupts {
     /// The first stop signal, 0 before one came.
     stopped_by: std::sync::Arc<std::sync::atomic::AtomicI32>,
@@ -211,7 +212,14 @@ impl Interrupts {
         let (flag, senders) = (stopped_by.clone(), running.clone());
         std::thread::spawn(move || {
             for sig in signals.forever() {
-                let _ = flag.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+                if flag
+                    .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_err()
+                {
+                    // A second one: the user wants out now, whatever still runs (a
+                    // build or a cache lock the VMs' ending does not reach).
+                    std::process::exit(128 + sig);
+                }
                 if let Ok(senders) = senders.lock() {
                     for tx in senders.iter() {
                         // Twice: the launcher gives the first stop signal to the job,

@@ -451,7 +451,7 @@ fn descendants_get_a_grace_period_then_are_ended_even_outside_the_job_group() {
         "120",
         "sh",
         "-c",
-        "setsid sh -c 'echo early; sleep 1; echo late; sleep 100' & sleep 0.3; echo main",
+        "setsid sh -c 'echo early; sleep 0.5; echo late; sleep 100' & sleep 0.3; echo main",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);

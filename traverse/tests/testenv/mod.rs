@@ -263,29 +263,39 @@ pub fn traverse(engine: &str, path: &Path, how: As) -> Count {
 
 /// Runs `cmd` to the end, or kills it and fails the test as hung after `limit`.
 fn output_within(mut cmd: Command, limit: Duration) -> Output {
-    let child = cmd
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("traverse runs");
-    let pid = child.id();
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let out = child.wait_with_output();
-        let _ = done_tx.send(());
-        out
-    });
-    if done_rx.recv_timeout(limit).is_err() {
-        // SAFETY: kill(2) on the child we spawned, which has not been reaped yet (the
-        // waiter is still blocked in wait).
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-        let _ = waiter.join();
-        panic!("{cmd:?} hung: killed after {limit:?}");
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for traverse") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} hung: killed after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
     }
-    waiter
-        .join()
-        .expect("waiter thread")
-        .expect("traverse output")
 }
 
 /// Parses `N files, M bytes`.

@@ -181,7 +181,8 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
     let mut tally = tally.into_inner().unwrap_or_default();
     let stopped_by = interrupts.stopped_by();
     if stopped_by.is_some() {
-        tally.not_run = chosen.len().saturating_sub(tally.counted());
+        // Stopped ones are counted already; the rest never started.
+        tally.not_run += chosen.len().saturating_sub(tally.counted());
     }
     println!("{}", tally.summary());
     Ok(match stopped_by {
@@ -265,6 +266,8 @@ enum Verdict {
     Fail,
     /// Not run: it cannot mean anything with the kernel the user chose.
     Skip,
+    /// Cut short by a stop signal to the suite.
+    Stopped,
 }
 
 /// The counts of a run.
@@ -273,7 +276,7 @@ struct Tally {
     passed: usize,
     failed: usize,
     skipped: usize,
-    /// Never started: the suite was stopped first.
+    /// Stopped by a signal to the suite, or never started because of one.
     not_run: usize,
 }
 
@@ -283,6 +286,7 @@ impl Tally {
             Verdict::Pass => self.passed += 1,
             Verdict::Fail => self.failed += 1,
             Verdict::Skip => self.skipped += 1,
+            Verdict::Stopped => self.not_run += 1,
         }
     }
 
@@ -293,14 +297,17 @@ impl Tally {
             line.push_str(&format!(", {} skipped", self.skipped));
         }
         if self.not_run > 0 {
-            line.push_str(&format!(", {} not run (interrupted)", self.not_run));
+            line.push_str(&format!(
+                ", {} stopped or not run (interrupted)",
+                self.not_run
+            ));
         }
         line
     }
 
-    /// Tests that ran or were skipped.
+    /// Tests with a verdict, stopped ones included.
     fn counted(&self) -> usize {
-        self.passed + self.failed + self.skipped
+        self.passed + self.failed + self.skipped + self.not_run
     }
 
     /// Every one of `chosen` tests passed or was skipped (a lost count is a failure).
@@ -378,6 +385,13 @@ fn run_one(
         }
         launcher::run_vm(&req, caps, &mut captured, Some(&interrupts.subscribe()))
     });
+    if let Ok(report) = &result {
+        if let launcher::Outcome::Interrupted(sig) = report.outcome {
+            // The user stopped the suite: not a verdict on the test.
+            println!("STOPPED {} (signal {sig})", t.name);
+            return Verdict::Stopped;
+        }
+    }
     let (passed, line, console) = match result {
         Ok(report) => {
             let secs = report.total_time.as_secs_f64();
@@ -523,9 +537,11 @@ mod tests {
         clean.not_run = 4;
         assert_eq!(
             clean.summary(),
-            "1 passed, 0 failed, 4 not run (interrupted)"
+            "1 passed, 0 failed, 4 stopped or not run (interrupted)"
         );
         assert!(!clean.all_good(5));
+        clean.add(Verdict::Stopped);
+        assert_eq!(clean.counted(), 6);
     }
 
     #[test]

@@ -441,18 +441,23 @@ fn hyperfine_json(results: &[Timed]) -> String {
     serde_json::json!({ "results": results }).to_string()
 }
 
+/// (label, mean s, stddev s) per command.
+fn rows(results: &[Timed]) -> Vec<(String, f64, f64)> {
+    results
+        .iter()
+        .map(|t| {
+            let (mean, sd) = mean_sd(&t.times);
+            (t.command.clone(), mean, sd)
+        })
+        .collect()
+}
+
 /// (label, mean s, stddev s) from a hyperfine JSON export.
 fn read_results(json: &Path) -> Result<Vec<(String, f64, f64)>> {
     let text =
         std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
-    Ok(parse_hyperfine(&text)
-        .with_context(|| format!("reading {}", json.display()))?
-        .into_iter()
-        .map(|t| {
-            let (mean, sd) = mean_sd(&t.times);
-            (t.command, mean, sd)
-        })
-        .collect())
+    let results = parse_hyperfine(&text).with_context(|| format!("reading {}", json.display()))?;
+    Ok(rows(&results))
 }
 
 /// Each VM's mean times and ratios: how far the boots spread.
@@ -613,6 +618,8 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
         channel: launcher::ChannelChoice::Auto,
         verbose_kernel: false,
         kernel_args: Vec::new(),
+        // A benchmark is no interactive job: a Ctrl-C ends it.
+        stop_signals_to_job: false,
     };
     // Per-VM files of an earlier run with more VMs would look like this run's.
     for entry in std::fs::read_dir(out)?.flatten() {
@@ -656,8 +663,9 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
             );
         }
     }
-    std::fs::write(out.join("vm-cold.json"), hyperfine_json(&pool(&cold)))?;
-    std::fs::write(out.join("vm-warm.json"), hyperfine_json(&pool(&warm)))?;
+    let (cold_pooled, warm_pooled) = (pool(&cold), pool(&warm));
+    std::fs::write(out.join("vm-cold.json"), hyperfine_json(&cold_pooled))?;
+    std::fs::write(out.join("vm-warm.json"), hyperfine_json(&warm_pooled))?;
     let pooled = if args.vms > 1 {
         format!(", the runs of {} VMs pooled", args.vms)
     } else {
@@ -676,7 +684,7 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
             "Cold cache ({} runs after 1 cold warm-up, drop_caches before each{pooled})",
             args.cold_runs
         ),
-        &read_results(&out.join("vm-cold.json"))?,
+        &rows(&cold_pooled),
     ));
     md.push('\n');
     md.push_str(&markdown(
@@ -684,7 +692,7 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
             "Warm cache ({} runs after 3 warm-ups{pooled})",
             args.warm_runs
         ),
-        &read_results(&out.join("vm-warm.json"))?,
+        &rows(&warm_pooled),
     ));
     if args.vms > 1 {
         md.push('\n');

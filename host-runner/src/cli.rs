@@ -309,6 +309,7 @@ pub fn vm_request(
         channel: vm.channel,
         verbose_kernel: vm.verbose_kernel,
         kernel_args: vm.kernel_args.clone(),
+        stop_signals_to_job: true,
     })
 }
 

@@ -62,6 +62,10 @@ pub struct VmRequest {
     pub verbose_kernel: bool,
     /// Extra kernel command-line parameters, appended after the runner's own.
     pub kernel_args: Vec<String>,
+    /// The first stop signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT) goes to the job, as on a
+    /// terminal, and only a second one ends the run. Off for jobs nobody interacts
+    /// with (the test suite's): any stop signal ends the run at once.
+    pub stop_signals_to_job: bool,
 }
 
 /// Where guest output goes.
@@ -375,7 +379,7 @@ pub fn run_vm(
         sink,
         signals,
         pending_signals: Vec::new(),
-        stop_forwarded: false,
+        next_stop_kills: !req.stop_signals_to_job,
     };
     let (outcome, boot_time) = session.drive(&listener, &req.spec, &console_log)?;
     let total_time = start.elapsed();
@@ -416,8 +420,9 @@ struct Session<'a> {
     signals: Option<&'a Receiver<i32>>,
     /// Signals that arrived before the job was sent.
     pending_signals: Vec<i32>,
-    /// A stop signal has been passed on to the job already.
-    stop_forwarded: bool,
+    /// A stop signal ends the run: one was passed on to the job already, or the job
+    /// gets none (see [`VmRequest::stop_signals_to_job`]).
+    next_stop_kills: bool,
 }
 
 /// What the runner does with a signal the user sent it.
@@ -445,8 +450,8 @@ fn is_stop_signal(sig: i32) -> bool {
 /// SIGPIPE comes from the runner's own stdout (its reader went away, as in `run-in-vm
 /// CMD | head -1`): nothing more can be delivered, so the run ends as a writer killed
 /// by SIGPIPE would (141), instead of running on unread until the timeout.
-fn signal_action(sig: i32, guest_up: bool, stop_forwarded: bool) -> SignalAction {
-    if sig == libc::SIGPIPE || is_stop_signal(sig) && (!guest_up || stop_forwarded) {
+fn signal_action(sig: i32, guest_up: bool, next_stop_kills: bool) -> SignalAction {
+    if sig == libc::SIGPIPE || is_stop_signal(sig) && (!guest_up || next_stop_kills) {
         SignalAction::Kill
     } else {
         SignalAction::Forward
@@ -616,8 +621,7 @@ impl Session<'_> {
             if ch.closed
                 && channel_lost_at.get_or_insert_with(Instant::now).elapsed() > CHANNEL_LOST_GRACE
             {
-                let _ = self.qemu.0.kill();
-                let _ = self.qemu.0.wait();
+                self.kill_vm();
                 return Ok((
                     Outcome::NoStatus(format!(
                         "the job channel closed without the job's end and the VM was still up {}s later; killed it",
@@ -717,14 +721,13 @@ impl Session<'_> {
     fn collect_signals(&mut self, guest_up: bool) -> Option<Outcome> {
         let rx = self.signals?;
         while let Ok(sig) = rx.try_recv() {
-            match signal_action(sig, guest_up, self.stop_forwarded) {
+            match signal_action(sig, guest_up, self.next_stop_kills) {
                 SignalAction::Kill => {
-                    let _ = self.qemu.0.kill();
-                    let _ = self.qemu.0.wait();
+                    self.kill_vm();
                     return Some(Outcome::Interrupted(sig));
                 }
                 SignalAction::Forward => {
-                    self.stop_forwarded |= is_stop_signal(sig);
+                    self.next_stop_kills |= is_stop_signal(sig);
                     self.pending_signals.push(sig);
                 }
             }
@@ -732,11 +735,16 @@ impl Session<'_> {
         None
     }
 
+    /// Ends QEMU and reaps it; errors mean it is gone already.
+    fn kill_vm(&mut self) {
+        let _ = self.qemu.0.kill();
+        let _ = self.qemu.0.wait();
+    }
+
     /// Checks the deadline and whether QEMU ended before the job did.
     fn check_vm(&mut self, console_log: &Path) -> Result<Step> {
         if Instant::now() >= self.deadline {
-            let _ = self.qemu.0.kill();
-            let _ = self.qemu.0.wait();
+            self.kill_vm();
             return Ok(Step::Done(Outcome::Timeout));
         }
         let Some(status) = self.qemu.0.try_wait()? else {
@@ -825,7 +833,7 @@ mod tests {
             sink: &mut sink,
             signals,
             pending_signals: Vec::new(),
-            stop_forwarded: false,
+            next_stop_kills: false,
         };
         let (outcome, _) = session
             .drive(

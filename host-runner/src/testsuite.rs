@@ -12,8 +12,9 @@ use crate::launcher::{self, OutputSink};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vm_wire::JobSpec;
 
@@ -182,7 +183,7 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
     let stopped_by = interrupts.stopped_by();
     if stopped_by.is_some() {
         // Stopped ones are counted already; the rest never started.
-        tally.not_run += chosen.len().saturating_sub(tally.counted());
+        tally.interrupted += chosen.len().saturating_sub(tally.counted());
     }
     println!("{}", tally.summary());
     Ok(match stopped_by {
@@ -198,16 +199,16 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
 /// signal exits at once.
 struct Interrupts {
     /// The first stop signal, 0 before one came.
-    stopped_by: std::sync::Arc<std::sync::atomic::AtomicI32>,
+    stopped_by: Arc<AtomicI32>,
     /// One per running test, for the VM launcher.
-    running: std::sync::Arc<Mutex<Vec<std::sync::mpsc::Sender<i32>>>>,
+    running: Arc<Mutex<Vec<Sender<i32>>>>,
 }
 
 impl Interrupts {
     fn install() -> Result<Self> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let stopped_by = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
-        let running: std::sync::Arc<Mutex<Vec<std::sync::mpsc::Sender<i32>>>> = Default::default();
+        let stopped_by = Arc::new(AtomicI32::new(0));
+        let running: Arc<Mutex<Vec<Sender<i32>>>> = Default::default();
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
             .context("installing signal handlers")?;
         let (flag, senders) = (stopped_by.clone(), running.clone());
@@ -223,10 +224,6 @@ impl Interrupts {
                 }
                 if let Ok(senders) = senders.lock() {
                     for tx in senders.iter() {
-                        // Twice: the launcher gives the first stop signal to the job,
-                        // a second one ends the VM. A test job is no interactive one
-                        // that could wind down by itself.
-                        let _ = tx.send(sig);
                         let _ = tx.send(sig);
                     }
                 }
@@ -246,11 +243,10 @@ impl Interrupts {
     }
 
     /// A receiver for one test's VM; already fed if the suite is stopping.
-    fn subscribe(&self) -> std::sync::mpsc::Receiver<i32> {
+    fn subscribe(&self) -> Receiver<i32> {
         let (tx, rx) = std::sync::mpsc::channel();
         if let Ok(mut running) = self.running.lock() {
             if let Some(sig) = self.stopped_by() {
-                let _ = tx.send(sig);
                 let _ = tx.send(sig);
             }
             running.push(tx);
@@ -277,7 +273,7 @@ struct Tally {
     failed: usize,
     skipped: usize,
     /// Stopped by a signal to the suite, or never started because of one.
-    not_run: usize,
+    interrupted: usize,
 }
 
 impl Tally {
@@ -286,7 +282,7 @@ impl Tally {
             Verdict::Pass => self.passed += 1,
             Verdict::Fail => self.failed += 1,
             Verdict::Skip => self.skipped += 1,
-            Verdict::Stopped => self.not_run += 1,
+            Verdict::Stopped => self.interrupted += 1,
         }
     }
 
@@ -296,10 +292,10 @@ impl Tally {
         if self.skipped > 0 {
             line.push_str(&format!(", {} skipped", self.skipped));
         }
-        if self.not_run > 0 {
+        if self.interrupted > 0 {
             line.push_str(&format!(
                 ", {} stopped or not run (interrupted)",
-                self.not_run
+                self.interrupted
             ));
         }
         line
@@ -307,7 +303,7 @@ impl Tally {
 
     /// Tests with a verdict, stopped ones included.
     fn counted(&self) -> usize {
-        self.passed + self.failed + self.skipped + self.not_run
+        self.passed + self.failed + self.skipped + self.interrupted
     }
 
     /// Every one of `chosen` tests passed or was skipped (a lost count is a failure).
@@ -378,6 +374,9 @@ fn run_one(
     let mut captured = Captured::default();
     let result = cli::vm_request(&args.vm, art, caps, spec).and_then(|mut req| {
         apply_requirements(&mut req, t);
+        // A test job is no interactive one that could wind down by itself: a stop
+        // signal to the suite ends its VM at once.
+        req.stop_signals_to_job = false;
         if t.stock_kernel {
             if let Some(k) = stock {
                 req.kernel = k.to_path_buf();
@@ -503,6 +502,7 @@ mod tests {
             channel: launcher::ChannelChoice::Auto,
             verbose_kernel: false,
             kernel_args: Vec::new(),
+            stop_signals_to_job: false,
         };
         let tests = parse_list("big cpus=2 mem=1024 timeout=900\nplain\n").unwrap();
         let mut big = req.clone();
@@ -534,7 +534,7 @@ mod tests {
         let mut clean = Tally::default();
         clean.add(Verdict::Pass);
         assert_eq!(clean.summary(), "1 passed, 0 failed");
-        clean.not_run = 4;
+        clean.interrupted = 4;
         assert_eq!(
             clean.summary(),
             "1 passed, 0 failed, 4 stopped or not run (interrupted)"

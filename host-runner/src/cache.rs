@@ -85,7 +85,8 @@ pub fn lock(name: &str) -> Result<CacheLock> {
 /// does not. Checked before taking the lock, so a cached artifact costs one stat, and
 /// again after it, because another runner may have built it while this one waited.
 /// `build` must create `artifact` last, with [`publish`], so that its existence means
-/// it is complete.
+/// it is complete. An artifact found is marked used ([`touch`]) before it is relied
+/// on; a new one is as fresh as can be.
 pub fn build_once(
     artifact: &Path,
     lock_name: &str,

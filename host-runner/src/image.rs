@@ -137,7 +137,6 @@ pub fn ensure_root_image(inputs: &[(PathBuf, String)]) -> Result<PathBuf> {
         cache::prune(&dir, "root-", ".ext2", KEEP_ROOT_IMAGES, cache::PRUNE_GRACE);
         Ok(())
     })?;
-    cache::touch(&image);
     Ok(image)
 }
 
@@ -337,27 +336,13 @@ fn stage_files(root: &Path, files: &[PathBuf], stage: &Path) -> Result<()> {
 const PARTIAL_SUFFIXES: &[&str] = &[".tmp", ".stage"];
 
 /// Deletes the work files (see [`PARTIAL_SUFFIXES`]) whose names start with `tag` in
-/// `dir`; returns how many went. The caller holds the lock of that tag, so none of them
-/// belongs to a build in progress. Errors are ignored: a leftover only costs space.
+/// `dir`, whatever their age; returns how many went. The caller holds the lock of that
+/// tag, so none of them belongs to a build in progress.
 fn remove_partial_builds(dir: &Path, tag: &str) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !name.starts_with(tag) || !PARTIAL_SUFFIXES.iter().any(|s| name.ends_with(s)) {
-            continue;
-        }
-        let path = entry.path();
-        // Not followed: a symlink is removed as itself.
-        let gone = std::fs::symlink_metadata(&path).and_then(|m| cache::remove(&path, m.is_dir()));
-        if gone.is_ok() {
-            removed += 1;
-        }
-    }
-    removed
+    PARTIAL_SUFFIXES
+        .iter()
+        .map(|suffix| cache::prune(dir, tag, suffix, 0, std::time::Duration::ZERO))
+        .sum()
 }
 
 /// An ext2 snapshot of a host directory, rebuilt only when something in it changed.
@@ -436,7 +421,6 @@ pub fn ensure_dir_image(host_dir: &Path, what: Snapshot) -> Result<PathBuf> {
         cache::prune(&dir, "", ".ext2", KEEP_DIR_IMAGES, cache::PRUNE_GRACE);
         Ok(())
     })?;
-    cache::touch(&image);
     Ok(image)
 }
 

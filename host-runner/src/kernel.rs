@@ -290,10 +290,8 @@ pub fn check_series(req: &KernelRequest) -> Result<SeriesReport> {
     }
     let vmlinux = ensure_kernel(req)?;
     let _lock = cache::lock("kernel")?;
+    // ensure_kernel marked them used.
     let (src_dir, obj) = build_dirs(&req.source_id()?)?;
-    // In use from here on: the prune below keeps the most recently used sources.
-    cache::touch(&src_dir);
-    cache::touch(&obj);
     // A cached kernel does not need its source any more, and a build of another source
     // may have pruned it: bring back what the check compiles in.
     let KernelSource::Tarball(tarball) = &req.source else {

@@ -92,19 +92,32 @@ fn megabytes_of_stdout_and_stderr_arrive_complete_and_separate() {
     assert_eq!(sha(&vm.stderr), sha(&host.stderr), "stderr differs");
 }
 
-/// Starts `script` under run-in-vm and waits for its first line, "ready".
-fn start_until_ready(script: &str) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+/// Starts run-in-vm with `args` and waits for the job's first line, `first`.
+fn start_until_line(
+    args: &[&str],
+    stderr: Stdio,
+    first: &str,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
     let mut child = run_in_vm()
-        .args(["--no-src", "--timeout", "120", "sh", "-c", script])
+        .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("run-in-vm starts");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    assert_eq!(line, first);
     (child, stdout)
+}
+
+/// Starts `script` under run-in-vm and waits for its first line, "ready".
+fn start_until_ready(script: &str) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    start_until_line(
+        &["--no-src", "--timeout", "120", "sh", "-c", script],
+        Stdio::inherit(),
+        "ready\n",
+    )
 }
 
 /// Starts `script` under run-in-vm, waits for its "ready" line, sends `sig` to the
@@ -213,16 +226,11 @@ fn a_closed_stdout_ends_the_run_as_sigpipe_would() {
     // `run-in-vm yes | head -1`: the reader goes away, the runner must not go on
     // running the job unread until its timeout.
     let started = std::time::Instant::now();
-    let mut child = run_in_vm()
-        .args(["--no-src", "--timeout", "300", "yes"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run-in-vm starts");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line, "y\n");
+    let (mut child, stdout) = start_until_line(
+        &["--no-src", "--timeout", "300", "yes"],
+        Stdio::piped(),
+        "y\n",
+    );
     drop(stdout);
     let mut stderr = String::new();
     child

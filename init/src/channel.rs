@@ -26,7 +26,7 @@ pub struct Channel {
     frames: FrameBuffer,
     /// Set once a write fails: later sends are dropped instead of retried forever.
     broken: bool,
-    /// The console already says the host stopped reading.
+    /// The console already says the host went silent (see `note_host_silence`).
     noted_silence: bool,
     /// Set once the host side closed or failed: stop polling it.
     pub closed: bool,
@@ -102,14 +102,7 @@ impl Channel {
                                 "the host end hung up",
                             ))
                         }
-                        Writable::TimedOut if !self.noted_silence => {
-                            self.noted_silence = true;
-                            crate::console::log(&format!(
-                                "init: the host has read nothing for {}s; still waiting",
-                                HOST_SILENT_NOTE.as_secs()
-                            ));
-                        }
-                        Writable::TimedOut => {}
+                        Writable::TimedOut => self.note_host_silence("read nothing"),
                     }
                 }
                 Err(e) => return Err(e),
@@ -118,11 +111,22 @@ impl Channel {
         Ok(())
     }
 
+    /// Says on the console, once per boot, that the host has `done` nothing for
+    /// [`HOST_SILENT_NOTE`] and the guest keeps waiting.
+    fn note_host_silence(&mut self, done: &str) {
+        if !self.noted_silence {
+            self.noted_silence = true;
+            crate::console::log(&format!(
+                "init: the host {done} for {}s; still waiting",
+                HOST_SILENT_NOTE.as_secs()
+            ));
+        }
+    }
+
     /// Waits for the host to acknowledge the job's end, so that powering off cannot
     /// overtake frames still in the transport (see `HOST_SILENT_NOTE` for why there is
     /// no time limit).
     pub fn wait_end_ack(&mut self) {
-        let mut noted = false;
         while !self.closed && !self.broken {
             match self.read_messages() {
                 Ok(msgs) if msgs.contains(&HostMsg::EndAck) => return,
@@ -132,12 +136,8 @@ impl Channel {
                     return;
                 }
             }
-            if !crate::job::wait_readable(self.fd(), HOST_SILENT_NOTE) && !noted {
-                noted = true;
-                crate::console::log(&format!(
-                    "init: no end acknowledgement from the host for {}s; still waiting",
-                    HOST_SILENT_NOTE.as_secs()
-                ));
+            if !crate::job::wait_readable(self.fd(), HOST_SILENT_NOTE) {
+                self.note_host_silence("sent no end acknowledgement");
             }
         }
     }
@@ -150,7 +150,6 @@ impl Channel {
     /// Blocks until the host's job arrives (as long as it takes: see `HOST_SILENT_NOTE`;
     /// a host suspended during the boot sends it when it resumes).
     pub fn receive_job(&mut self) -> Result<JobSpec, String> {
-        let mut noted = false;
         loop {
             let mut msgs = self.read_messages()?.into_iter();
             while let Some(msg) = msgs.next() {
@@ -167,12 +166,8 @@ impl Channel {
             if self.closed {
                 return Err("the host closed the channel before sending a job".into());
             }
-            if !crate::job::wait_readable(self.fd(), HOST_SILENT_NOTE) && !noted {
-                noted = true;
-                crate::console::log(&format!(
-                    "init: no job from the host for {}s; still waiting",
-                    HOST_SILENT_NOTE.as_secs()
-                ));
+            if !crate::job::wait_readable(self.fd(), HOST_SILENT_NOTE) {
+                self.note_host_silence("sent no job");
             }
         }
     }

@@ -333,7 +333,7 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> nix::Result<()> {
 
 /// Waits until `fd` is readable (or hung up), at most `timeout`.
 pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
-    wait_for(fd, PollFlags::POLLIN, timeout)
+    wait_for(fd, PollFlags::POLLIN, timeout).is_some()
 }
 
 /// What waiting for room to write found.
@@ -349,33 +349,29 @@ pub enum Writable {
 
 /// Waits until `fd` accepts writes, at most `timeout`.
 pub fn wait_writable(fd: BorrowedFd<'_>, timeout: Duration) -> Writable {
-    let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+    match wait_for(fd, PollFlags::POLLOUT, timeout) {
+        None => Writable::TimedOut,
+        Some(got)
+            if !got.contains(PollFlags::POLLOUT)
+                && got
+                    .intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) =>
+        {
+            Writable::HungUp
+        }
+        Some(_) => Writable::Ready,
+    }
+}
+
+/// Polls `fd` for `flags` at most `timeout`; the events it reported, None when none
+/// came (a timeout, or EINTR: the callers try again).
+fn wait_for(fd: BorrowedFd<'_>, flags: PollFlags, timeout: Duration) -> Option<PollFlags> {
+    let mut fds = [PollFd::new(fd, flags)];
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     match poll(
         &mut fds,
         PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
     ) {
-        Ok(n) if n > 0 => {
-            let got = fds[0].revents().unwrap_or(PollFlags::empty());
-            if got.contains(PollFlags::POLLOUT) {
-                Writable::Ready
-            } else if got.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
-            {
-                Writable::HungUp
-            } else {
-                Writable::Ready
-            }
-        }
-        // EINTR or a timeout: the caller tries again.
-        _ => Writable::TimedOut,
+        Ok(n) if n > 0 => Some(fds[0].revents().unwrap_or(PollFlags::empty())),
+        _ => None,
     }
-}
-
-fn wait_for(fd: BorrowedFd<'_>, flags: PollFlags, timeout: Duration) -> bool {
-    let mut fds = [PollFd::new(fd, flags)];
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    matches!(
-        poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)),
-        Ok(n) if n > 0
-    )
 }

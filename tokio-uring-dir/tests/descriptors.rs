@@ -76,19 +76,7 @@ fn no_descriptor_leaks() {
     // A Dir that outlives its runtime with a read in flight: the runtime's shutdown
     // settles the read, and nothing of it (descriptor, ring) stays open afterwards.
     let before = open_fds();
-    let leftover: Dir = tokio_uring::start(async {
-        let mut d = DirOptions::new()
-            .emulate_in_flight(true)
-            .open(tmp.path())
-            .await
-            .unwrap();
-        {
-            let fut = std::pin::pin!(d.next());
-            assert!(poll_once(fut).await.is_pending());
-        }
-        d
-    });
-    drop(leftover);
+    drop(dir_outliving_its_runtime(tmp.path()));
     assert_eq!(
         open_fds(),
         before,

@@ -43,9 +43,9 @@ pub fn count(path: &Path) -> Result<Totals, WalkError> {
                 source,
             })?;
         let mut tally = Tally::default();
-        tally.add(&entry_stat(&meta));
+        let top = entry_stat(&meta);
+        tally.add(&top);
         if meta.is_dir() {
-            let top = entry_stat(&meta);
             walk((path.to_path_buf(), (top.dev, top.ino)), &mut tally).await;
         }
         Ok(tally.totals)

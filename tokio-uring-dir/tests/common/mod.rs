@@ -183,3 +183,20 @@ pub async fn list_with_cancellations(dir: &mut Dir) -> io::Result<(Vec<OsString>
         }
     }
 }
+
+/// A `Dir` on `dir` whose runtime shut down while one of its reads (emulated, so one
+/// the kernel has finished but nobody reaped) was in flight.
+pub fn dir_outliving_its_runtime(dir: &Path) -> Dir {
+    tokio_uring::start(async {
+        let mut d = DirOptions::new()
+            .emulate_in_flight(true)
+            .open(dir)
+            .await
+            .unwrap();
+        {
+            let fut = std::pin::pin!(d.next());
+            assert!(poll_once(fut).await.is_pending());
+        }
+        d
+    })
+}

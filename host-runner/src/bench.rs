@@ -25,11 +25,11 @@ pub struct BenchArgs {
     /// Tree to walk (default: Debian's linux-source-6.12 unpacked into the cache).
     #[arg(long)]
     pub tree: Option<PathBuf>,
-    /// Timed runs with a warm cache.
-    #[arg(long, default_value_t = 10)]
+    /// Timed runs with a warm cache (at least 1: hyperfine 1.15 waits forever for 0).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub warm_runs: u32,
-    /// Timed runs with caches dropped before each.
-    #[arg(long, default_value_t = 5)]
+    /// Timed runs with caches dropped before each (at least 1).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub cold_runs: u32,
     /// Only the host part.
     #[arg(long, conflicts_with = "vm_only")]

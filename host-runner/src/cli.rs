@@ -525,4 +525,21 @@ mod tests {
         assert!(decodes(vm_wire::MAX_FRAME));
         assert!(!decodes(vm_wire::MAX_FRAME + 1));
     }
+
+    #[test]
+    fn bench_needs_at_least_one_timed_run_and_one_vm() {
+        let parses = |args: &[&str]| {
+            Cli::try_parse_from(["host-runner", "bench"].iter().chain(args)).map(|_| ())
+        };
+        assert!(parses(&["--warm-runs", "1", "--cold-runs", "1", "--vms", "1"]).is_ok());
+        // hyperfine 1.15 given --runs 0 never ends.
+        for bad in [["--warm-runs", "0"], ["--cold-runs", "0"], ["--vms", "0"]] {
+            let err = parses(&bad).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad:?}"
+            );
+        }
+    }
 }

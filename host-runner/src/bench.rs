@@ -591,6 +591,7 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
                 read_only: true,
             },
         ],
+        stdin: false,
     };
     let req = VmRequest {
         spec,

@@ -7,7 +7,7 @@ use crate::{image, kernel, UsageError};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -128,6 +128,11 @@ pub struct RunArgs {
     /// Print boot and total VM times on stderr after the job.
     #[arg(long)]
     pub timings: bool,
+    /// Give the job /dev/null as standard input. Otherwise the runner's standard input
+    /// is passed on to the job, unless it is a terminal (the guest has no terminal to
+    /// give the job, and reading one from the background would stop the runner).
+    #[arg(long, short = 'n')]
+    pub no_stdin: bool,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -398,6 +403,7 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
                 read_only: true,
             })
             .collect(),
+        stdin: !args.no_stdin && !std::io::stdin().is_terminal(),
     };
     // Before the kernel, image and snapshots are built: the job is complete already.
     check_job_size(&spec)?;

@@ -10,9 +10,11 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
-use vm_wire::{FrameBuffer, GuestMsg, HostMsg, JobEnd, JobSpec, MAGIC, VERSION};
+use vm_wire::{
+    FrameBuffer, GuestMsg, HostMsg, JobEnd, JobSpec, MAGIC, MAX_CHUNK, STDIN_WINDOW, VERSION,
+};
 
 /// Exit status for a job that ran past its timeout (as timeout(1) uses).
 pub const EXIT_TIMEOUT: i32 = 124;
@@ -372,6 +374,10 @@ pub fn run_vm(
         &qemu_log,
     )?;
     let deadline = start + req.timeout;
+    let input = match req.spec.stdin {
+        true => Some(InputFeed::new(read_stdin_in_background()?)),
+        false => None,
+    };
     let mut session = Session {
         qemu: &mut qemu,
         qemu_log: &qemu_log,
@@ -380,6 +386,7 @@ pub fn run_vm(
         signals,
         pending_signals: Vec::new(),
         next_stop_kills: !req.stop_signals_to_job,
+        input,
     };
     let (outcome, boot_time) = session.drive(&listener, &req.spec, &console_log)?;
     let total_time = start.elapsed();
@@ -406,6 +413,67 @@ fn wait_for_socket(path: &Path, daemon: &mut Reaped, log: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What the thread reading the runner's standard input hands over.
+#[derive(Debug)]
+enum InputEvent {
+    /// A chunk of at most [`MAX_CHUNK`] bytes, never empty.
+    Data(Vec<u8>),
+    /// End of input.
+    End,
+    /// Reading failed; the job's input ends here.
+    Failed(String),
+}
+
+/// Reads this process's standard input on a thread of its own. The channel holds one
+/// window's worth: the thread reads no further ahead of the guest than that. A thread
+/// left blocked in its read when the run ends goes with the process.
+fn read_stdin_in_background() -> Result<Receiver<InputEvent>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(STDIN_WINDOW / MAX_CHUNK);
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                let mut buf = vec![0u8; MAX_CHUNK];
+                let event = match stdin.read(&mut buf) {
+                    Ok(0) => InputEvent::End,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        InputEvent::Data(buf)
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => InputEvent::Failed(e.to_string()),
+                };
+                let last = !matches!(event, InputEvent::Data(_));
+                // A send fails once the job closed its input: nothing more to read for.
+                if tx.send(event).is_err() || last {
+                    return;
+                }
+            }
+        })
+        .context("starting the thread that reads standard input")?;
+    Ok(rx)
+}
+
+/// The runner's standard input on its way to the job (see [`JobSpec::stdin`]).
+struct InputFeed {
+    rx: Receiver<InputEvent>,
+    /// Bytes sent that the guest has not acknowledged yet, at most [`STDIN_WINDOW`].
+    in_flight: usize,
+    /// A chunk read already that did not fit in the window.
+    held: Option<Vec<u8>>,
+}
+
+impl InputFeed {
+    fn new(rx: Receiver<InputEvent>) -> Self {
+        InputFeed {
+            rx,
+            in_flight: 0,
+            held: None,
+        }
+    }
+}
+
 /// After QEMU exits, how long the stream may stay empty before nothing more is expected.
 const DRAIN_QUIET: Duration = Duration::from_millis(200);
 /// After QEMU exits, the longest the runner keeps reading what the guest sent before.
@@ -423,6 +491,8 @@ struct Session<'a> {
     /// A stop signal ends the run: one was passed on to the job already, or the job
     /// gets none (see [`VmRequest::stop_signals_to_job`]).
     next_stop_kills: bool,
+    /// Standard input still to pass on, if the job reads it.
+    input: Option<InputFeed>,
 }
 
 /// What the runner does with a signal the user sent it.
@@ -637,7 +707,44 @@ impl Session<'_> {
                 for sig in std::mem::take(&mut self.pending_signals) {
                     ch.send(&HostMsg::Signal(sig), self.sink);
                 }
+                self.feed_input(&mut ch);
             }
+        }
+    }
+
+    /// Sends the guest what was read of standard input, as far as the window allows,
+    /// and the end of input once it is reached.
+    fn feed_input(&mut self, ch: &mut Channel) {
+        let Some(feed) = self.input.as_mut() else {
+            return;
+        };
+        loop {
+            let chunk = match feed.held.take() {
+                Some(chunk) => chunk,
+                None => match feed.rx.try_recv() {
+                    Ok(InputEvent::Data(chunk)) => chunk,
+                    Err(TryRecvError::Empty) => return,
+                    Ok(InputEvent::Failed(e)) => {
+                        self.sink.note(&format!(
+                            "reading standard input failed: {e}; the job's input ends here"
+                        ));
+                        ch.send(&HostMsg::StdinEnd, self.sink);
+                        self.input = None;
+                        return;
+                    }
+                    Ok(InputEvent::End) | Err(TryRecvError::Disconnected) => {
+                        ch.send(&HostMsg::StdinEnd, self.sink);
+                        self.input = None;
+                        return;
+                    }
+                },
+            };
+            if feed.in_flight + chunk.len() > STDIN_WINDOW {
+                feed.held = Some(chunk);
+                return;
+            }
+            feed.in_flight += chunk.len();
+            ch.send(&HostMsg::Stdin(chunk), self.sink);
         }
     }
 
@@ -707,6 +814,13 @@ impl Session<'_> {
                 GuestMsg::Stdout(d) => self.sink.stdout(&d),
                 GuestMsg::Stderr(d) => self.sink.stderr(&d),
                 GuestMsg::Log(text) => self.sink.note(&format!("guest init: {text}")),
+                GuestMsg::StdinTaken(n) => {
+                    if let Some(feed) = self.input.as_mut() {
+                        feed.in_flight = feed.in_flight.saturating_sub(n as usize);
+                    }
+                }
+                // Dropping the feed stops the reading thread at its next chunk.
+                GuestMsg::StdinClosed => self.input = None,
                 GuestMsg::End(e) => {
                     ch.send(&HostMsg::EndAck, self.sink);
                     st.end = Some(e);
@@ -803,10 +917,21 @@ mod tests {
 
     /// Runs a session against a fake guest; `qemu` stands in for QEMU.
     fn drive_with(
-        mut qemu: Reaped,
+        qemu: Reaped,
         signals: Option<&Receiver<i32>>,
         guest: Guest,
     ) -> (Outcome, Collected) {
+        drive_job(qemu, signals, None, guest)
+    }
+
+    /// [`drive_with`], for a job reading `input` as its standard input if given.
+    fn drive_job(
+        mut qemu: Reaped,
+        signals: Option<&Receiver<i32>>,
+        input: Option<Receiver<InputEvent>>,
+        guest: Guest,
+    ) -> (Outcome, Collected) {
+        let stdin = input.is_some();
         let dir = tempfile::tempdir().unwrap();
         let mut plan = ChannelPlan::VirtioSerial {
             socket: dir.path().join("job.sock"),
@@ -834,12 +959,14 @@ mod tests {
             signals,
             pending_signals: Vec::new(),
             next_stop_kills: false,
+            input: input.map(InputFeed::new),
         };
         let (outcome, _) = session
             .drive(
                 &listener,
                 &JobSpec {
                     argv: vec![b"true".to_vec()],
+                    stdin,
                     ..JobSpec::default()
                 },
                 &dir.path().join("console.log"),
@@ -886,7 +1013,7 @@ mod tests {
     fn a_guest_gone_before_the_job_is_sent_is_a_vm_verdict() {
         // The guest greets and vanishes (crashed): sending the Job fails with EPIPE,
         // which is the VM's failure to report, not an error of the runner.
-        let qemu = sh("sleep 0.3");
+        let qemu = sh("exec sleep 0.3");
         let guest = |mut s: UnixStream| {
             s.write_all(&hello()).unwrap();
         };
@@ -906,7 +1033,7 @@ mod tests {
         // The vsock backend died: the stream ends, QEMU (here: a sleep) does not. Not
         // a wait until the timeout (30 s here).
         let started = Instant::now();
-        let qemu = sh("sleep 60");
+        let qemu = sh("exec sleep 60");
         let guest = |mut s: UnixStream| {
             s.write_all(&hello()).unwrap();
             let mut job = [0u8; 64];
@@ -981,7 +1108,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         tx.send(libc::SIGINT).unwrap();
         let started = Instant::now();
-        let (outcome, _) = drive_with(sh("sleep 30"), Some(&rx), Guest::Absent);
+        let (outcome, _) = drive_with(sh("exec sleep 30"), Some(&rx), Guest::Absent);
         assert_eq!(outcome, Outcome::Interrupted(libc::SIGINT));
         assert!(started.elapsed() < Duration::from_secs(5));
     }
@@ -1010,7 +1137,11 @@ mod tests {
             tx.send(libc::SIGTERM).unwrap();
             let _ = std::io::copy(&mut s, &mut std::io::sink());
         };
-        let (outcome, _) = drive_with(sh("sleep 30"), Some(&rx), Guest::Alongside(Box::new(guest)));
+        let (outcome, _) = drive_with(
+            sh("exec sleep 30"),
+            Some(&rx),
+            Guest::Alongside(Box::new(guest)),
+        );
         assert_eq!(outcome, Outcome::Interrupted(libc::SIGTERM));
     }
 
@@ -1027,5 +1158,120 @@ mod tests {
         let (outcome, _) = drive_with(qemu, None, Guest::Alongside(Box::new(guest)));
         assert!(matches!(outcome, Outcome::NoStatus(_)), "{outcome:?}");
         assert!(started.elapsed() < DRAIN_CAP + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn standard_input_goes_no_further_than_the_window_ahead_of_the_guest() {
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for chunk in data.chunks(MAX_CHUNK - 3) {
+            tx.send(InputEvent::Data(chunk.to_vec())).unwrap();
+        }
+        tx.send(InputEvent::End).unwrap();
+        let qemu = sh("exec sleep 30");
+        let qemu_pid = qemu.0.id() as i32;
+        let guest = move |mut s: UnixStream| {
+            s.write_all(&hello()).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let (mut frames, mut buf) = (FrameBuffer::new(), vec![0u8; 64 * 1024]);
+            let (mut got, mut unacked, mut stalls) = (Vec::new(), 0usize, 0);
+            loop {
+                match s.read(&mut buf) {
+                    Ok(n) => {
+                        assert!(n > 0, "the host closed the channel");
+                        frames.push(&buf[..n]);
+                    }
+                    Err(_) => {
+                        // The host went quiet with input left: only a full window may
+                        // hold it back. Taking all of it makes room again.
+                        assert!(unacked > STDIN_WINDOW - MAX_CHUNK, "stalled at {unacked}");
+                        stalls += 1;
+                        s.write_all(&GuestMsg::StdinTaken(unacked as u32).encode())
+                            .unwrap();
+                        unacked = 0;
+                    }
+                }
+                while let Some(b) = frames.next_frame().unwrap() {
+                    match HostMsg::decode(&b).unwrap() {
+                        HostMsg::Job(spec) => assert!(spec.stdin),
+                        HostMsg::Stdin(chunk) => {
+                            unacked += chunk.len();
+                            assert!(unacked <= STDIN_WINDOW, "{unacked} bytes unacknowledged");
+                            got.extend(chunk);
+                        }
+                        HostMsg::StdinEnd => {
+                            assert!(
+                                got == data,
+                                "{} of {} bytes, or out of order",
+                                got.len(),
+                                data.len()
+                            );
+                            assert!(stalls >= data.len() / STDIN_WINDOW, "{stalls} stalls");
+                            s.write_all(&GuestMsg::End(JobEnd::Exited(0)).encode())
+                                .unwrap();
+                            // After the EndAck, the VM powers off.
+                            let _ = s.read(&mut buf);
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(qemu_pid),
+                                nix::sys::signal::Signal::SIGTERM,
+                            );
+                            return;
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+            }
+        };
+        let (outcome, sink) = drive_job(qemu, None, Some(rx), Guest::Alongside(Box::new(guest)));
+        assert_eq!(
+            outcome,
+            Outcome::Finished(JobEnd::Exited(0)),
+            "{:?}",
+            sink.notes
+        );
+    }
+
+    #[test]
+    fn a_job_that_closes_its_input_stops_the_feed() {
+        // Endless input; the guest takes one chunk, then says the job closed its input.
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let feeder = std::thread::spawn(move || {
+            let mut sent = 0usize;
+            while tx.send(InputEvent::Data(vec![b'y'; MAX_CHUNK])).is_ok() {
+                sent += 1;
+            }
+            sent
+        });
+        let qemu = sh("exec sleep 30");
+        let qemu_pid = qemu.0.id() as i32;
+        let guest = move |mut s: UnixStream| {
+            s.write_all(&hello()).unwrap();
+            let (mut frames, mut buf) = (FrameBuffer::new(), vec![0u8; 64 * 1024]);
+            let mut chunks = 0;
+            while chunks == 0 {
+                let n = s.read(&mut buf).unwrap();
+                frames.push(&buf[..n]);
+                while let Some(b) = frames.next_frame().unwrap() {
+                    chunks +=
+                        usize::from(matches!(HostMsg::decode(&b).unwrap(), HostMsg::Stdin(_)));
+                }
+            }
+            s.write_all(&GuestMsg::StdinClosed.encode()).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            s.write_all(&GuestMsg::End(JobEnd::Exited(0)).encode())
+                .unwrap();
+            let _ = s.read(&mut buf);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(qemu_pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        };
+        let (outcome, _) = drive_job(qemu, None, Some(rx), Guest::Alongside(Box::new(guest)));
+        assert_eq!(outcome, Outcome::Finished(JobEnd::Exited(0)));
+        // The session dropped its end: the feeder stopped, after at most a window and
+        // the channel's few chunks.
+        let sent = feeder.join().unwrap();
+        assert!(sent <= STDIN_WINDOW / MAX_CHUNK + 8, "{sent} chunks read");
     }
 }

@@ -370,6 +370,7 @@ fn run_one(
         env: cli::base_env(),
         cwd: b"/".to_vec(),
         disks: Vec::new(),
+        stdin: false,
     };
     let mut captured = Captured::default();
     let result = cli::vm_request(&args.vm, art, caps, spec).and_then(|mut req| {

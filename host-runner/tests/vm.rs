@@ -92,6 +92,99 @@ fn megabytes_of_stdout_and_stderr_arrive_complete_and_separate() {
     assert_eq!(sha(&vm.stderr), sha(&host.stderr), "stderr differs");
 }
 
+/// Runs run-in-vm with `args`, its standard input fed from `input` on a thread.
+fn run_with_input(args: &[&str], input: Vec<u8>) -> Output {
+    let mut child = run_in_vm()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run-in-vm starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        // A job may stop reading early: a write error then is no failure of the test.
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("run-in-vm runs");
+    feeder.join().unwrap();
+    out
+}
+
+#[test]
+fn standard_input_reaches_the_job_byte_for_byte() {
+    // Every byte value, in an order no chunking can preserve by accident, and more
+    // than the protocol's window many times over.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let input: Vec<u8> = (0..3_000_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    let out = run_with_input(&["--no-src", "--timeout", "300", "cat"], input.clone());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.stdout.len(), input.len());
+    assert_eq!(sha(&out.stdout), sha(&input), "stdout differs from stdin");
+    // Over the virtio-serial fallback too, counted by the guest.
+    let out = run_with_input(
+        &["--no-src", "--channel", "virtio-serial", "wc", "-c"],
+        input[..300_000].to_vec(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "300000");
+}
+
+#[test]
+fn endless_input_holds_up_no_job() {
+    let zero = || Stdio::from(std::fs::File::open("/dev/zero").unwrap());
+    // Never read: the job ends, and the run with it.
+    let out = run_in_vm()
+        .args(["--no-src", "--timeout", "120", "sh", "-c", "echo done"])
+        .stdin(zero())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "done\n");
+    // Read in part, then closed (head exits): the rest of the pipeline still runs.
+    let out = run_in_vm()
+        .args([
+            "--no-src",
+            "--timeout",
+            "120",
+            "sh",
+            "-c",
+            "head -c 100000 | wc -c; sleep 1; echo after",
+        ])
+        .stdin(zero())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).split_whitespace().collect::<Vec<_>>(),
+        ["100000", "after"]
+    );
+}
+
+#[test]
+fn no_stdin_gives_the_job_dev_null() {
+    let out = run_with_input(
+        &["-n", "--no-src", "sh", "-c", "cat; echo end"],
+        b"ignored\n".to_vec(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "end\n");
+    // And without -n the same input arrives, ended by end-of-file.
+    let out = run_with_input(
+        &["--no-src", "sh", "-c", "cat; echo end"],
+        b"given\n".to_vec(),
+    );
+    assert_eq!(text(&out.stdout), "given\nend\n");
+}
+
 /// Starts run-in-vm with `args` and waits for the job's first line, `first`.
 fn start_until_line(
     args: &[&str],

@@ -1,4 +1,5 @@
-//! Running the job: spawn in its own session, pump output, forward signals, reap.
+//! Running the job: spawn in its own session, pump output (and the host's input),
+//! forward signals, reap.
 
 use crate::channel::Channel;
 use nix::errno::Errno;
@@ -9,13 +10,22 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::ffi::OsStr;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vm_wire::{GuestMsg, HostMsg, JobEnd, JobSpec, MAX_CHUNK};
+
+/// The job's standard input while it is open: the pipe, and what the host sent that
+/// the pipe has not taken yet (at most `vm_wire::STDIN_WINDOW` bytes, the host's limit).
+struct Input {
+    pipe: std::process::ChildStdin,
+    pending: Vec<u8>,
+    /// The host sent `StdinEnd`: close the pipe once `pending` is written.
+    end: bool,
+}
 
 /// Signals PID 1 passes on to the job's process group.
 pub const FORWARDED: &[Signal] = &[
@@ -57,6 +67,7 @@ struct Running {
     status: Option<JobEnd>,
     out: Option<std::process::ChildStdout>,
     err: Option<std::process::ChildStderr>,
+    input: Option<Input>,
 }
 
 /// Runs `spec` to completion and returns how it ended. Never panics.
@@ -71,10 +82,16 @@ pub fn run(spec: &JobSpec, chan: &mut Channel, signals: &Signals) -> JobEnd {
         status: None,
         out: child.stdout.take(),
         err: child.stderr.take(),
+        input: child.stdin.take().map(|pipe| Input {
+            pipe,
+            pending: Vec::new(),
+            end: false,
+        }),
     };
     for fd in [
         job.out.as_ref().map(|o| o.as_fd()),
         job.err.as_ref().map(|e| e.as_fd()),
+        job.input.as_ref().map(|i| i.pipe.as_fd()),
     ]
     .into_iter()
     .flatten()
@@ -85,7 +102,7 @@ pub fn run(spec: &JobSpec, chan: &mut Channel, signals: &Signals) -> JobEnd {
     }
     // Signals the user sent while the VM booted.
     for msg in chan.take_after_job() {
-        handle_host_msg(msg, leader, chan);
+        handle_host_msg(msg, &mut job, chan);
     }
     let mut linger_until: Option<Instant> = None;
     loop {
@@ -116,6 +133,9 @@ pub fn run(spec: &JobSpec, chan: &mut Channel, signals: &Signals) -> JobEnd {
         if ready.err {
             pump(&mut job.err, chan, GuestMsg::Stderr);
         }
+        if let Some(events) = ready.input {
+            feed_input(&mut job.input, events, chan);
+        }
         if ready.signal {
             handle_signals(signals, &mut job);
             if job.status.is_some() && linger_until.is_none() {
@@ -126,7 +146,7 @@ pub fn run(spec: &JobSpec, chan: &mut Channel, signals: &Signals) -> JobEnd {
             match chan.read_messages() {
                 Ok(msgs) => {
                     for msg in msgs {
-                        handle_host_msg(msg, leader, chan);
+                        handle_host_msg(msg, &mut job, chan);
                     }
                 }
                 Err(e) => crate::console::log(&format!("init: {e}")),
@@ -157,7 +177,11 @@ fn spawn(spec: &JobSpec) -> Result<std::process::Child, JobEnd> {
                 .map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))),
         )
         .current_dir(cwd)
-        .stdin(Stdio::null())
+        .stdin(if spec.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // SAFETY: setsid, sigprocmask and signal are async-signal-safe and touch no memory
@@ -192,6 +216,8 @@ struct Ready {
     err: bool,
     signal: bool,
     host: bool,
+    /// What the poll said of the job's standard input, if anything.
+    input: Option<PollFlags>,
 }
 
 fn poll_once(chan: &Channel, signals: &Signals, job: &Running, timeout: Duration) -> Ready {
@@ -209,6 +235,17 @@ fn poll_once(chan: &Channel, signals: &Signals, job: &Running, timeout: Duration
         fds.push(PollFd::new(e.as_fd(), readable));
         fds.len() - 1
     });
+    // Room to write is only of interest with something to write; POLLERR (the job
+    // closed its end) comes whatever is asked.
+    let input_idx = job.input.as_ref().map(|i| {
+        let wanted = if i.pending.is_empty() {
+            PollFlags::empty()
+        } else {
+            PollFlags::POLLOUT
+        };
+        fds.push(PollFd::new(i.pipe.as_fd(), wanted));
+        fds.len() - 1
+    });
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     let _ = poll(
         &mut fds,
@@ -224,6 +261,42 @@ fn poll_once(chan: &Channel, signals: &Signals, job: &Running, timeout: Duration
         host: is_ready(host_idx),
         out: is_ready(out_idx),
         err: is_ready(err_idx),
+        input: input_idx
+            .and_then(|i| fds[i].revents())
+            .filter(|r| !r.is_empty()),
+    }
+}
+
+/// Writes what the pipe takes of the host's input without blocking, acknowledges it to
+/// the host, and closes the pipe after the host's end of input (the job reads EOF) or
+/// when the job closed its end (the host is told to stop sending).
+fn feed_input(input: &mut Option<Input>, events: PollFlags, chan: &mut Channel) {
+    let Some(inp) = input.as_mut() else { return };
+    let mut written = 0;
+    let mut job_closed = false;
+    while written < inp.pending.len() {
+        match inp.pipe.write(&inp.pending[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            // EPIPE: nobody reads the job's standard input any more.
+            Err(_) => {
+                job_closed = true;
+                break;
+            }
+        }
+    }
+    inp.pending.drain(..written);
+    if written > 0 {
+        chan.send(&GuestMsg::StdinTaken(written as u32));
+    }
+    // With nothing to write, POLLERR is the only way to learn the reader is gone.
+    job_closed |= events.contains(PollFlags::POLLERR) && !events.contains(PollFlags::POLLOUT);
+    if job_closed {
+        *input = None;
+        chan.send(&GuestMsg::StdinClosed);
+    } else if inp.end && inp.pending.is_empty() {
+        *input = None;
     }
 }
 
@@ -303,9 +376,24 @@ pub fn reap_orphans() {
 }
 
 /// Acts on a message from the host while the job runs.
-fn handle_host_msg(msg: HostMsg, leader: Pid, chan: &mut Channel) {
+fn handle_host_msg(msg: HostMsg, job: &mut Running, chan: &mut Channel) {
     match msg {
-        HostMsg::Signal(n) => forward_raw(n, leader, chan),
+        HostMsg::Signal(n) => forward_raw(n, job.leader, chan),
+        HostMsg::Stdin(data) => match job.input.as_mut() {
+            Some(inp) => {
+                inp.pending.extend_from_slice(&data);
+                feed_input(&mut job.input, PollFlags::empty(), chan);
+            }
+            // Sent before the host learnt the job closed its standard input: dropped,
+            // but acknowledged so the host's count stays right.
+            None => chan.send(&GuestMsg::StdinTaken(data.len() as u32)),
+        },
+        HostMsg::StdinEnd => {
+            if let Some(inp) = job.input.as_mut() {
+                inp.end = true;
+                feed_input(&mut job.input, PollFlags::empty(), chan);
+            }
+        }
         other => crate::console::log(&format!(
             "init: unexpected {other:?} during the job; ignored"
         )),

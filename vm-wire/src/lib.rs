@@ -16,6 +16,13 @@
 //! produced and ends with exactly one [`GuestMsg::End`], which the host acknowledges with
 //! [`HostMsg::EndAck`] before the guest powers off.
 //!
+//! A job with [`JobSpec::stdin`] set reads what the host sends as [`HostMsg::Stdin`]
+//! chunks, then end-of-file after [`HostMsg::StdinEnd`]. The host keeps at most
+//! [`STDIN_WINDOW`] bytes unacknowledged: the guest answers each byte it passed on to
+//! the job with [`GuestMsg::StdinTaken`], so a job that reads slowly (or never) holds the
+//! host back instead of filling the guest's memory. [`GuestMsg::StdinClosed`] says the
+//! job closed its standard input: the host stops sending.
+//!
 //! Decoding never trusts a length: frames above [`MAX_FRAME`] are refused, every field
 //! read is bounds-checked, and trailing bytes inside a frame are an error.
 
@@ -26,7 +33,7 @@ use std::fmt;
 /// Identifies this protocol in the guest's greeting ("VMJB").
 pub const MAGIC: u32 = 0x564d_4a42;
 /// Bumped on every incompatible change of the encoding below.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Largest accepted frame body (kind byte + payload), in bytes.
 pub const MAX_FRAME: usize = 1 << 20;
 /// Largest output chunk a sender should put in one frame.
@@ -35,6 +42,9 @@ pub const MAX_FRAME: usize = 1 << 20;
 /// guest's transmit path for good once a single write of 64 KiB + header arrived, while
 /// 16 KiB frames carried megabytes at full speed (measured here, see README).
 pub const MAX_CHUNK: usize = 16 * 1024;
+/// Most bytes of standard input the host may have sent that the guest has not yet
+/// acknowledged with [`GuestMsg::StdinTaken`].
+pub const STDIN_WINDOW: usize = 256 * 1024;
 
 /// Why a byte sequence is not a valid message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +94,9 @@ pub struct JobSpec {
     pub cwd: Vec<u8>,
     /// Disks to mount before the job starts.
     pub disks: Vec<DiskMount>,
+    /// The job's standard input is what the host sends ([`HostMsg::Stdin`]); otherwise
+    /// it is /dev/null.
+    pub stdin: bool,
 }
 
 /// Messages from the host to the guest.
@@ -96,6 +109,10 @@ pub enum HostMsg {
     /// The host has received [`GuestMsg::End`]; the guest may power off. Waiting for it
     /// keeps a fast reboot from racing the last frames out of the transport.
     EndAck,
+    /// A chunk of the job's standard input (not empty).
+    Stdin(Vec<u8>),
+    /// The job's standard input ends after the chunks sent so far.
+    StdinEnd,
 }
 
 /// How the job ended, as seen by PID 1.
@@ -132,6 +149,11 @@ pub enum GuestMsg {
     Stderr(Vec<u8>),
     /// A diagnostic from PID 1 itself (not job output).
     Log(String),
+    /// This many more bytes of standard input were passed on to the job (or dropped
+    /// because it closed its standard input): room for the host to send more.
+    StdinTaken(u32),
+    /// The job closed its standard input (or it could not be set up): send no more.
+    StdinClosed,
     /// The job is over; the guest powers off next.
     End(JobEnd),
 }
@@ -142,9 +164,13 @@ mod kind {
     pub const STDERR: u8 = 0x03;
     pub const LOG: u8 = 0x04;
     pub const END: u8 = 0x05;
+    pub const STDIN_TAKEN: u8 = 0x06;
+    pub const STDIN_CLOSED: u8 = 0x07;
     pub const JOB: u8 = 0x81;
     pub const SIGNAL: u8 = 0x82;
     pub const END_ACK: u8 = 0x83;
+    pub const STDIN: u8 = 0x84;
+    pub const STDIN_END: u8 = 0x85;
 }
 
 mod end_kind {
@@ -264,6 +290,7 @@ impl HostMsg {
                     e.bytes(&d.target);
                     e.u8(u8::from(d.read_only));
                 }
+                e.u8(u8::from(job.stdin));
                 e.finish()
             }
             HostMsg::Signal(sig) => {
@@ -272,6 +299,8 @@ impl HostMsg {
                 e.finish()
             }
             HostMsg::EndAck => Encoder::new(kind::END_ACK).finish(),
+            HostMsg::Stdin(data) => raw_frame(kind::STDIN, data),
+            HostMsg::StdinEnd => Encoder::new(kind::STDIN_END).finish(),
         }
     }
 
@@ -310,15 +339,27 @@ impl HostMsg {
                         })
                     })
                     .collect::<Result<Vec<_>, WireError>>()?;
+                let stdin = match f.u8("stdin flag")? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(WireError::Invalid("stdin flag")),
+                };
                 HostMsg::Job(JobSpec {
                     argv,
                     env,
                     cwd,
                     disks,
+                    stdin,
                 })
             }
             kind::SIGNAL => HostMsg::Signal(f.i32("signal")?),
             kind::END_ACK => HostMsg::EndAck,
+            // Like output chunks: the whole payload, never empty.
+            kind::STDIN if payload.is_empty() => {
+                return Err(WireError::Invalid("empty stdin chunk"))
+            }
+            kind::STDIN => return Ok(HostMsg::Stdin(payload.to_vec())),
+            kind::STDIN_END => HostMsg::StdinEnd,
             other => return Err(WireError::UnknownKind(other)),
         };
         f.end()?;
@@ -339,6 +380,12 @@ impl GuestMsg {
             GuestMsg::Stdout(data) => raw_frame(kind::STDOUT, data),
             GuestMsg::Stderr(data) => raw_frame(kind::STDERR, data),
             GuestMsg::Log(text) => raw_frame(kind::LOG, text.as_bytes()),
+            GuestMsg::StdinTaken(n) => {
+                let mut e = Encoder::new(kind::STDIN_TAKEN);
+                e.u32(*n);
+                e.finish()
+            }
+            GuestMsg::StdinClosed => Encoder::new(kind::STDIN_CLOSED).finish(),
             GuestMsg::End(end) => {
                 let mut e = Encoder::new(kind::END);
                 match end {
@@ -382,6 +429,8 @@ impl GuestMsg {
                     String::from_utf8(payload.to_vec()).map_err(|_| WireError::Utf8("log"))?;
                 return Ok(GuestMsg::Log(text));
             }
+            kind::STDIN_TAKEN => GuestMsg::StdinTaken(f.u32("stdin taken")?),
+            kind::STDIN_CLOSED => GuestMsg::StdinClosed,
             kind::END => GuestMsg::End(match f.u8("end kind")? {
                 end_kind::EXITED => JobEnd::Exited(f.i32("exit status")?),
                 end_kind::SIGNALED => JobEnd::Signaled(f.i32("signal")?),

@@ -10,6 +10,7 @@ fn sample_job() -> JobSpec {
             target: b"/src".to_vec(),
             read_only: true,
         }],
+        stdin: true,
     }
 }
 
@@ -18,6 +19,8 @@ fn host_msgs() -> Vec<HostMsg> {
         HostMsg::Job(sample_job()),
         HostMsg::Signal(15),
         HostMsg::EndAck,
+        HostMsg::Stdin(b"in\x00\xff".to_vec()),
+        HostMsg::StdinEnd,
     ]
 }
 
@@ -37,6 +40,8 @@ fn guest_msgs() -> Vec<GuestMsg> {
             message: "nope: not found".into(),
         }),
         GuestMsg::End(JobEnd::SetupFailed("no disk".into())),
+        GuestMsg::StdinTaken(16384),
+        GuestMsg::StdinClosed,
     ]
 }
 
@@ -59,6 +64,9 @@ fn every_message_round_trips() {
 #[test]
 fn every_truncation_of_a_structured_message_is_refused() {
     for m in host_msgs() {
+        if matches!(m, HostMsg::Stdin(_)) {
+            continue; // whole payload: a prefix is a shorter chunk (but never empty)
+        }
         let frame = m.encode();
         let b = body(&frame);
         for cut in 0..b.len() {
@@ -133,8 +141,17 @@ fn invalid_field_values_are_refused() {
         Err(WireError::Invalid("empty argv"))
     );
     let mut b = body(&HostMsg::Job(sample_job()).encode()).to_vec();
-    *b.last_mut().unwrap() = 2; // read_only flag
+    *b.last_mut().unwrap() = 2;
+    assert_eq!(HostMsg::decode(&b), Err(WireError::Invalid("stdin flag")));
+    let n = b.len();
+    b[n - 2] = 2; // read_only flag of the last disk
     assert_eq!(HostMsg::decode(&b), Err(WireError::Invalid("disk flags")));
+    // An empty chunk would read as end-of-file to the job: only StdinEnd says that.
+    let empty = body(&HostMsg::Stdin(Vec::new()).encode()).to_vec();
+    assert_eq!(
+        HostMsg::decode(&empty),
+        Err(WireError::Invalid("empty stdin chunk"))
+    );
     assert_eq!(
         GuestMsg::decode(&[0x05, 9, 0, 0, 0, 0]),
         Err(WireError::Invalid("end kind"))
@@ -228,7 +245,7 @@ fn random_bytes_never_panic() {
         let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
         if let Some(first) = b.first_mut() {
             // Bias towards valid kinds so the field decoders get exercised.
-            *first = [0x01, 0x05, 0x81, 0x82][(next() % 4) as usize];
+            *first = [0x01, 0x05, 0x06, 0x81, 0x82, 0x84][(next() % 6) as usize];
         }
         let _ = HostMsg::decode(&b);
         let _ = GuestMsg::decode(&b);

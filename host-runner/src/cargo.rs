@@ -6,8 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// cargo itself: the one running us (`$CARGO` under `cargo run`/`cargo test`), else PATH's.
+/// Its standard input is /dev/null: the runner's may be the job's (run-in-vm passes it on).
 pub fn command() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
+    let mut cmd =
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")));
+    cmd.stdin(std::process::Stdio::null());
+    cmd
 }
 
 /// `cargo install --quiet --locked KRATE --version VERSION --root ROOT`, for the caller

@@ -112,6 +112,8 @@ pub fn ensure(wanted: &[Package]) -> Result<()> {
         .arg("-c")
         .arg(&command)
         .env("DEBIAN_FRONTEND", "noninteractive")
+        // The runner's standard input may be the job's (run-in-vm passes it on).
+        .stdin(std::process::Stdio::null())
         .status()
         .context("running apt-get")?;
     if !status.success() {

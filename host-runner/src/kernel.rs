@@ -569,7 +569,9 @@ fn make(tree: &Path, obj: &Path, targets: &[&str], log: &Path, progress: bool) -
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
+    // The runner's standard input may be the job's (run-in-vm passes it on).
     let status = cmd
+        .stdin(Stdio::null())
         .status()
         .with_context(|| format!("running {:?}", cmd.get_program()))?;
     if !status.success() {

@@ -164,6 +164,11 @@ impl KernelRequest {
         let mut key = KeyBuilder::new("kernel-source");
         match &self.source {
             KernelSource::Tarball(path) => {
+                // The key depends on the tarball, so Debian's must be installed before a
+                // cached build can even be looked up (a fresh machine has none).
+                if path == Path::new(DEBIAN_TARBALL) && !path.exists() {
+                    crate::deps::ensure(&crate::deps::KERNEL_BUILD[..1])?;
+                }
                 let meta = std::fs::metadata(path)
                     .with_context(|| format!("kernel source {}", path.display()))?;
                 key.add(path.as_os_str().as_encoded_bytes())

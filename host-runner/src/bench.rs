@@ -19,8 +19,8 @@ use vm_wire::{DiskMount, JobSpec};
 /// `bench` options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Where results go.
-    #[arg(long, default_value = "bench-results")]
+    /// Where results go (by default the committed results, which the README quotes).
+    #[arg(long, default_value = "bench/results")]
     pub out: PathBuf,
     /// Tree to walk (default: Debian's linux-source-6.12 unpacked into the cache).
     #[arg(long)]

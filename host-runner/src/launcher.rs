@@ -5,7 +5,8 @@ use crate::caps::HostCaps;
 use crate::vmplan::{self, ChannelPlan, DiskAttach, VmConfig};
 use anyhow::{bail, Context, Result};
 use socket2::{Domain, SockAddr, Socket, Type};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -442,6 +443,14 @@ fn read_stdin_in_background() -> Result<Receiver<InputEvent>> {
                         InputEvent::Data(buf)
                     }
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    // Inherited with O_NONBLOCK (a parent shares its file description):
+                    // no end of input, only nothing yet.
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+                        let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+                        let _ = poll(&mut fds, PollTimeout::NONE);
+                        continue;
+                    }
                     Err(e) => InputEvent::Failed(e.to_string()),
                 };
                 let last = !matches!(event, InputEvent::Data(_));
@@ -539,6 +548,13 @@ struct Channel {
     /// A send failed: the guest end is gone, nothing more is sent. What it sent before
     /// is still read; reading ends by itself at the end of the stream.
     send_failed: bool,
+    /// Encoded frames the stream had no room for yet. The runner never blocks in a
+    /// write: a guest blocked sending the job's output to a runner blocked sending it
+    /// input would wait forever, and the runner's deadline and Ctrl-C with it. Bounded
+    /// by the input window plus a few small frames.
+    outbox: Vec<u8>,
+    /// An EndAck is queued: the guest powers off, so a failing send is no news.
+    end_acked: bool,
 }
 
 /// What one read of the channel gave.
@@ -552,24 +568,77 @@ enum ReadStep {
 }
 
 impl Channel {
-    /// Sends `msg` unless an earlier send failed. A failure is not the runner's: the
-    /// guest crashed or powered off (EPIPE, ECONNRESET), and QEMU's exit and the console
-    /// log tell which; returns whether the message went out.
-    fn send(&mut self, msg: &HostMsg, sink: &mut dyn OutputSink) -> bool {
-        if self.send_failed {
-            return false;
+    fn new(stream: Socket) -> Self {
+        Channel {
+            stream,
+            frames: FrameBuffer::new(),
+            buf: vec![0u8; 256 * 1024],
+            closed: false,
+            send_failed: false,
+            outbox: Vec::new(),
+            end_acked: false,
         }
-        if let Err(e) = self.stream.write_all(&msg.encode()) {
-            // The EndAck only lets the guest power off: it going nowhere is no news.
-            if *msg != HostMsg::EndAck {
-                sink.note(&format!("sending to the guest failed: {e}"));
-            }
-            self.send_failed = true;
-        }
-        !self.send_failed
     }
 
+    /// Queues `msg` unless an earlier send failed, and writes what the stream takes now;
+    /// the rest goes out from [`Channel::read_once`] as room appears. A failure is not
+    /// the runner's: the guest crashed or powered off (EPIPE, ECONNRESET), and QEMU's
+    /// exit and the console log tell which.
+    fn send(&mut self, msg: &HostMsg, sink: &mut dyn OutputSink) {
+        if self.send_failed {
+            return;
+        }
+        self.end_acked |= *msg == HostMsg::EndAck;
+        self.outbox.extend_from_slice(&msg.encode());
+        self.flush(sink);
+    }
+
+    /// Writes as much of the outbox as the stream takes without blocking.
+    fn flush(&mut self, sink: &mut dyn OutputSink) {
+        while !self.outbox.is_empty() && !self.send_failed {
+            let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+            match self.stream.send_with_flags(&self.outbox, flags) {
+                Ok(n) => drop(self.outbox.drain(..n)),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    if !self.end_acked {
+                        sink.note(&format!("sending to the guest failed: {e}"));
+                    }
+                    self.send_failed = true;
+                    self.outbox = Vec::new();
+                }
+            }
+        }
+    }
+
+    /// Waits up to the stream's read timeout for the guest's bytes, meanwhile writing
+    /// queued frames as the stream makes room for them.
     fn read_once(&mut self, sink: &mut dyn OutputSink) -> ReadStep {
+        if !self.outbox.is_empty() {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            let timeout = self.stream.read_timeout().ok().flatten();
+            let timeout = timeout.map_or(PollTimeout::NONE, |t| {
+                PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX)
+            });
+            let mut fds = [PollFd::new(
+                self.stream.as_fd(),
+                PollFlags::POLLIN | PollFlags::POLLOUT,
+            )];
+            let ready = poll(&mut fds, timeout).map_or(PollFlags::empty(), |_| {
+                fds[0].revents().unwrap_or(PollFlags::empty())
+            });
+            if ready.intersects(PollFlags::POLLOUT | PollFlags::POLLERR | PollFlags::POLLHUP) {
+                self.flush(sink);
+            }
+            if !ready.intersects(PollFlags::POLLIN | PollFlags::POLLERR | PollFlags::POLLHUP) {
+                return ReadStep::Idle;
+            }
+        }
+        self.read_available(sink)
+    }
+
+    fn read_available(&mut self, sink: &mut dyn OutputSink) -> ReadStep {
         match self.stream.read(&mut self.buf) {
             Ok(0) => {
                 self.closed = true;
@@ -635,13 +704,7 @@ impl Session<'_> {
         };
         stream.set_nonblocking(false)?;
         stream.set_read_timeout(Some(Duration::from_millis(20)))?;
-        let mut ch = Channel {
-            stream,
-            frames: FrameBuffer::new(),
-            buf: vec![0u8; 256 * 1024],
-            closed: false,
-            send_failed: false,
-        };
+        let mut ch = Channel::new(stream);
         let mut st = JobState {
             start,
             boot_time: None,
@@ -881,6 +944,7 @@ impl Session<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::os::unix::net::UnixStream;
 
     /// Job output and notes, as a test sees them.
@@ -1230,6 +1294,67 @@ mod tests {
             "{:?}",
             sink.notes
         );
+    }
+
+    #[test]
+    fn a_guest_sending_output_while_input_waits_for_it_deadlocks_nobody() {
+        // A job that turns a little input into much output (zcat): the guest writes
+        // output without reading while a window of input waits for it. A runner that
+        // blocked in writing the input would stop reading, and both would wait forever.
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..STDIN_WINDOW / MAX_CHUNK {
+            tx.send(InputEvent::Data(vec![b'i'; MAX_CHUNK])).unwrap();
+        }
+        tx.send(InputEvent::End).unwrap();
+        let output = 8 << 20;
+        let qemu = sh("exec sleep 30");
+        let qemu_pid = qemu.0.id() as i32;
+        let guest = move |mut s: UnixStream| {
+            // Stuck for good fails the test rather than hanging it.
+            s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(&hello()).unwrap();
+            let frame = GuestMsg::Stdout(vec![b'o'; MAX_CHUNK]).encode();
+            for _ in 0..output / MAX_CHUNK {
+                s.write_all(&frame)
+                    .expect("the runner stopped reading the job's output");
+            }
+            let (mut frames, mut buf) = (FrameBuffer::new(), vec![0u8; 64 * 1024]);
+            let mut input = 0;
+            'read: loop {
+                let n = s.read(&mut buf).expect("the runner sent no end of input");
+                assert!(n > 0, "the host closed the channel");
+                frames.push(&buf[..n]);
+                while let Some(b) = frames.next_frame().unwrap() {
+                    match HostMsg::decode(&b).unwrap() {
+                        HostMsg::Job(_) => {}
+                        HostMsg::Stdin(chunk) => {
+                            input += chunk.len();
+                            s.write_all(&GuestMsg::StdinTaken(chunk.len() as u32).encode())
+                                .unwrap();
+                        }
+                        HostMsg::StdinEnd => break 'read,
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+            }
+            assert_eq!(input, STDIN_WINDOW);
+            s.write_all(&GuestMsg::End(JobEnd::Exited(0)).encode())
+                .unwrap();
+            let _ = s.read(&mut buf);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(qemu_pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        };
+        let (outcome, sink) = drive_job(qemu, None, Some(rx), Guest::Alongside(Box::new(guest)));
+        assert_eq!(
+            outcome,
+            Outcome::Finished(JobEnd::Exited(0)),
+            "{:?}",
+            sink.notes
+        );
+        assert_eq!(sink.stdout.len(), output);
     }
 
     #[test]

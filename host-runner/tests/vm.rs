@@ -170,6 +170,49 @@ fn endless_input_holds_up_no_job() {
 }
 
 #[test]
+fn a_job_writing_much_before_it_reads_its_input_gets_all_of_both() {
+    // The guest sends output without reading while the runner has input for it: the
+    // runner must go on reading rather than wait to write (that deadlocked both).
+    let input = vec![b'x'; 1_000_000];
+    let out = run_with_input(
+        &[
+            "--no-src",
+            "--timeout",
+            "300",
+            "sh",
+            "-c",
+            "head -c 8000000 /dev/zero; wc -c",
+        ],
+        input,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.stdout.len(), 8_000_000 + "1000000\n".len());
+    assert_eq!(text(&out.stdout[8_000_000..]), "1000000\n");
+}
+
+#[test]
+fn a_non_blocking_standard_input_is_waited_for_not_ended() {
+    // A parent may share its input with O_NONBLOCK set: nothing to read yet is not
+    // the end of it.
+    use nix::fcntl::OFlag;
+    let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).unwrap();
+    let child = run_in_vm()
+        .args(["--no-src", "--timeout", "120", "cat"])
+        .stdin(Stdio::from(read_end))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run-in-vm starts");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut writer = std::fs::File::from(write_end);
+    std::io::Write::write_all(&mut writer, b"late\n").unwrap();
+    drop(writer);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "late\n");
+}
+
+#[test]
 fn no_stdin_gives_the_job_dev_null() {
     let out = run_with_input(
         &["-n", "--no-src", "sh", "-c", "cat; echo end"],

@@ -1,6 +1,7 @@
 //! System packages the runner needs, installed with apt when it can, else named exactly.
 
 use anyhow::{bail, Context, Result};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::Command;
 
@@ -67,11 +68,14 @@ pub const KERNEL_BUILD: &[Package] = &[
         name: "xz-utils",
         provides: "/usr/bin/xz",
     },
-    Package {
-        name: "patch",
-        provides: "/usr/bin/patch",
-    },
+    PATCH,
 ];
+
+/// What applies and reverts the kernel patches (also in the unit tests).
+pub const PATCH: Package = Package {
+    name: "patch",
+    provides: "/usr/bin/patch",
+};
 
 /// The packages of `wanted` that are not installed.
 pub fn missing(wanted: &[Package]) -> Vec<Package> {
@@ -112,8 +116,15 @@ pub fn ensure(wanted: &[Package]) -> Result<()> {
         .arg("-c")
         .arg(&command)
         .env("DEBIAN_FRONTEND", "noninteractive")
-        // The runner's standard input may be the job's (run-in-vm passes it on).
+        // The runner's standard input may be the job's (run-in-vm passes it on), and
+        // its standard output is the job's output or a printed path: apt talks on stderr.
         .stdin(std::process::Stdio::null())
+        .stdout(
+            std::io::stderr()
+                .as_fd()
+                .try_clone_to_owned()
+                .context("duplicating stderr for apt-get")?,
+        )
         .status()
         .context("running apt-get")?;
     if !status.success() {

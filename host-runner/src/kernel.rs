@@ -294,6 +294,8 @@ pub fn check_series(req: &KernelRequest) -> Result<SeriesReport> {
         bail!("no patches to check (--stock?)");
     }
     let vmlinux = ensure_kernel(req)?;
+    // A cached kernel skips the build and its packages; the check needs them all.
+    crate::deps::ensure(crate::deps::KERNEL_BUILD)?;
     let _lock = cache::lock("kernel")?;
     // ensure_kernel marked them used.
     let (src_dir, obj) = build_dirs(&req.source_id()?)?;
@@ -452,6 +454,7 @@ fn patch_tree(tree: &Path, patch: &Path, direction: Direction) -> Result<()> {
         Direction::Apply => &["-p1", "--batch", "--forward", "--quiet"],
         Direction::Revert => &["-R", "-p1", "--batch", "--quiet"],
     };
+    crate::deps::ensure(&[crate::deps::PATCH])?;
     for dry_run in [true, false] {
         let mut cmd = Command::new("patch");
         cmd.args(flags);

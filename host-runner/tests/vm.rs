@@ -22,6 +22,17 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Runs one trivial job first, once per test binary: on a fresh machine the first run
+/// installs packages and builds the kernel and image, which a test that times its run
+/// must not count.
+fn set_up_once() {
+    static SETUP: std::sync::Once = std::sync::Once::new();
+    SETUP.call_once(|| {
+        let out = run(&["--no-src", "true"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    });
+}
+
 #[test]
 fn exit_statuses_are_mirrored() {
     let cases: &[(&[&str], i32)] = &[
@@ -346,6 +357,7 @@ fn a_job_killed_by_sigterm_from_the_host_reports_143() {
 
 #[test]
 fn a_job_past_its_timeout_is_killed_and_named() {
+    set_up_once();
     let started = std::time::Instant::now();
     let out = run(&["--no-src", "--timeout", "4", "sleep", "100"]);
     assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
@@ -361,6 +373,7 @@ fn a_job_past_its_timeout_is_killed_and_named() {
 fn a_closed_stdout_ends_the_run_as_sigpipe_would() {
     // `run-in-vm yes | head -1`: the reader goes away, the runner must not go on
     // running the job unread until its timeout.
+    set_up_once();
     let started = std::time::Instant::now();
     let (mut child, stdout) = start_until_line(
         &["--no-src", "--timeout", "300", "yes"],
@@ -593,6 +606,7 @@ fn ctrl_c_stops_the_test_suite_with_a_summary() {
 fn descendants_get_a_grace_period_then_are_ended_even_outside_the_job_group() {
     // The job exits at once; a descendant that left its process group writes within
     // the 2 s grace (delivered), then would hold the output open for 100 s.
+    set_up_once();
     let started = std::time::Instant::now();
     let out = run(&[
         "--no-src",

@@ -1043,6 +1043,18 @@ mod tests {
         (outcome, sink)
     }
 
+    /// The fake guest's last steps: the job's end (status 0), the EndAck, then the
+    /// VM powers off (its stand-in `qemu_pid` is ended).
+    fn end_job_and_power_off(s: &mut UnixStream, qemu_pid: i32) {
+        s.write_all(&GuestMsg::End(JobEnd::Exited(0)).encode())
+            .unwrap();
+        let _ = s.read(&mut [0u8; 64]);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(qemu_pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+
     fn hello() -> Vec<u8> {
         GuestMsg::Hello {
             magic: MAGIC,
@@ -1272,14 +1284,7 @@ mod tests {
                                 data.len()
                             );
                             assert!(stalls >= data.len() / STDIN_WINDOW, "{stalls} stalls");
-                            s.write_all(&GuestMsg::End(JobEnd::Exited(0)).encode())
-                                .unwrap();
-                            // After the EndAck, the VM powers off.
-                            let _ = s.read(&mut buf);
-                            let _ = nix::sys::signal::kill(
-                                nix::unistd::Pid::from_raw(qemu_pid),
-                                nix::sys::signal::Signal::SIGTERM,
-                            );
+                            end_job_and_power_off(&mut s, qemu_pid);
                             return;
                         }
                         other => panic!("unexpected {other:?}"),
@@ -1339,13 +1344,7 @@ mod tests {
                 }
             }
             assert_eq!(input, STDIN_WINDOW);
-            s.write_all(&GuestMsg::End(JobEnd::Exited(0)).encode())
-                .unwrap();
-            let _ = s.read(&mut buf);
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(qemu_pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+            end_job_and_power_off(&mut s, qemu_pid);
         };
         let (outcome, sink) = drive_job(qemu, None, Some(rx), Guest::Alongside(Box::new(guest)));
         assert_eq!(
@@ -1384,13 +1383,7 @@ mod tests {
             }
             s.write_all(&GuestMsg::StdinClosed.encode()).unwrap();
             std::thread::sleep(Duration::from_millis(200));
-            s.write_all(&GuestMsg::End(JobEnd::Exited(0)).encode())
-                .unwrap();
-            let _ = s.read(&mut buf);
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(qemu_pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+            end_job_and_power_off(&mut s, qemu_pid);
         };
         let (outcome, _) = drive_job(qemu, None, Some(rx), Guest::Alongside(Box::new(guest)));
         assert_eq!(outcome, Outcome::Finished(JobEnd::Exited(0)));

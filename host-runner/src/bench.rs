@@ -121,7 +121,7 @@ fn ensure_static_hyperfine() -> Result<PathBuf> {
 
 /// The Linux 6.12 tree, unpacked once from Debian's tarball.
 fn ensure_tree() -> Result<PathBuf> {
-    deps::ensure(&deps::KERNEL_BUILD[..1])?;
+    deps::ensure(&[deps::KERNEL_SOURCE])?;
     let dir = cache::cache_dir("bench")?;
     let tree = dir.join("linux-source-6.12");
     // The tree appears in one rename, Makefile and all.

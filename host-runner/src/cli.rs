@@ -326,10 +326,44 @@ struct Terminal {
     stdout_closed: Option<std::sync::mpsc::Sender<i32>>,
 }
 
+/// Writes all of `data` and flushes, waiting for room where the descriptor is
+/// non-blocking (a terminal or pipe shared with a parent that set O_NONBLOCK): giving up
+/// at EAGAIN, as `write_all` does, would drop the job's output.
+fn write_waiting<W: Write + std::os::fd::AsFd>(
+    out: &mut W,
+    mut data: &[u8],
+) -> std::io::Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::ErrorKind;
+    let mut flushed = false;
+    while !flushed {
+        let step = if data.is_empty() {
+            out.flush().map(|()| flushed = true)
+        } else {
+            out.write(data).and_then(|n| match n {
+                0 => Err(ErrorKind::WriteZero.into()),
+                n => {
+                    data = &data[n..];
+                    Ok(())
+                }
+            })
+        };
+        match step {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                let mut fds = [PollFd::new(out.as_fd(), PollFlags::POLLOUT)];
+                let _ = poll(&mut fds, PollTimeout::NONE);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 impl OutputSink for Terminal {
     fn stdout(&mut self, data: &[u8]) {
-        let mut out = std::io::stdout().lock();
-        let written = out.write_all(data).and_then(|()| out.flush());
+        let written = write_waiting(&mut std::io::stdout().lock(), data);
         if let Err(e) = written {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 if let Some(tx) = self.stdout_closed.take() {
@@ -339,9 +373,7 @@ impl OutputSink for Terminal {
         }
     }
     fn stderr(&mut self, data: &[u8]) {
-        let mut err = std::io::stderr().lock();
-        let _ = err.write_all(data);
-        let _ = err.flush();
+        let _ = write_waiting(&mut std::io::stderr().lock(), data);
     }
     fn note(&mut self, text: &str) {
         eprintln!("{}: {text}", self.prog);

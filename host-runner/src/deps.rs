@@ -30,12 +30,15 @@ pub const VM: &[Package] = &[
     },
 ];
 
+/// Debian's Linux 6.12 source tarball, which the guest kernel is built from.
+pub const KERNEL_SOURCE: Package = Package {
+    name: "linux-source-6.12",
+    provides: "/usr/src/linux-source-6.12.tar.xz",
+};
+
 /// What building the guest kernel from Debian's source needs.
 pub const KERNEL_BUILD: &[Package] = &[
-    Package {
-        name: "linux-source-6.12",
-        provides: "/usr/src/linux-source-6.12.tar.xz",
-    },
+    KERNEL_SOURCE,
     Package {
         name: "flex",
         provides: "/usr/bin/flex",
@@ -123,7 +126,7 @@ pub fn ensure(wanted: &[Package]) -> Result<()> {
             std::io::stderr()
                 .as_fd()
                 .try_clone_to_owned()
-                .context("duplicating stderr for apt-get")?,
+                .map_or_else(|_| std::process::Stdio::null(), Into::into),
         )
         .status()
         .context("running apt-get")?;

@@ -167,7 +167,7 @@ impl KernelRequest {
                 // The key depends on the tarball, so Debian's must be installed before a
                 // cached build can even be looked up (a fresh machine has none).
                 if path == Path::new(DEBIAN_TARBALL) && !path.exists() {
-                    crate::deps::ensure(&crate::deps::KERNEL_BUILD[..1])?;
+                    crate::deps::ensure(&[crate::deps::KERNEL_SOURCE])?;
                 }
                 let meta = std::fs::metadata(path)
                     .with_context(|| format!("kernel source {}", path.display()))?;

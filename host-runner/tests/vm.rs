@@ -4,6 +4,7 @@
 
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -206,6 +207,8 @@ fn a_non_blocking_standard_input_is_waited_for_not_ended() {
     // A parent may share its input with O_NONBLOCK set: nothing to read yet is not
     // the end of it.
     use nix::fcntl::OFlag;
+    // The reader starts only once QEMU does, which a first build would delay.
+    set_up_once();
     let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).unwrap();
     let child = run_in_vm()
         .args(["--no-src", "--timeout", "120", "cat"])
@@ -214,13 +217,43 @@ fn a_non_blocking_standard_input_is_waited_for_not_ended() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run-in-vm starts");
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_secs(3));
     let mut writer = std::fs::File::from(write_end);
     std::io::Write::write_all(&mut writer, b"late\n").unwrap();
     drop(writer);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "late\n");
+}
+
+#[test]
+fn a_non_blocking_standard_output_loses_nothing() {
+    // Output shared with a parent that set O_NONBLOCK, read late: a full pipe means
+    // waiting, not dropping the job's output.
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    set_up_once();
+    let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).unwrap();
+    fcntl(read_end.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty())).unwrap();
+    let child = run_in_vm()
+        .args([
+            "--no-src",
+            "--timeout",
+            "120",
+            "head",
+            "-c",
+            "1000000",
+            "/dev/zero",
+        ])
+        .stdout(Stdio::from(write_end))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run-in-vm starts");
+    std::thread::sleep(Duration::from_secs(3));
+    let mut got = Vec::new();
+    std::fs::File::from(read_end).read_to_end(&mut got).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(got.len(), 1_000_000);
 }
 
 #[test]

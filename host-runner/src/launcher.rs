@@ -4,9 +4,10 @@
 use crate::caps::HostCaps;
 use crate::vmplan::{self, ChannelPlan, DiskAttach, VmConfig};
 use anyhow::{bail, Context, Result};
+use nix::fcntl::OFlag;
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::io::{ErrorKind, Read};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -376,7 +377,10 @@ pub fn run_vm(
     )?;
     let deadline = start + req.timeout;
     let input = match req.spec.stdin {
-        true => Some(InputFeed::new(read_stdin_in_background()?)),
+        true => {
+            let (rx, wake) = read_stdin_in_background()?;
+            Some(InputFeed::new(rx, Some(wake)))
+        }
         false => None,
     };
     let mut session = Session {
@@ -427,9 +431,19 @@ enum InputEvent {
 
 /// Reads this process's standard input on a thread of its own. The channel holds one
 /// window's worth: the thread reads no further ahead of the guest than that. A thread
-/// left blocked in its read when the run ends goes with the process.
-fn read_stdin_in_background() -> Result<Receiver<InputEvent>> {
+/// left blocked in its read when the run ends goes with the process. Each event also
+/// puts a byte in the returned pipe, which the session polls beside the guest's stream:
+/// input goes out as it arrives, not after the stream's read timeout.
+fn read_stdin_in_background() -> Result<(Receiver<InputEvent>, InputWake)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(STDIN_WINDOW / MAX_CHUNK);
+    let (wake_rx, wake_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .context("creating the pipe that announces standard input")?;
+    let wake = InputWake {
+        read: wake_rx,
+        _write: wake_tx
+            .try_clone()
+            .context("duplicating the pipe that announces standard input")?,
+    };
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
@@ -455,18 +469,34 @@ fn read_stdin_in_background() -> Result<Receiver<InputEvent>> {
                 };
                 let last = !matches!(event, InputEvent::Data(_));
                 // A send fails once the job closed its input: nothing more to read for.
-                if tx.send(event).is_err() || last {
+                if tx.send(event).is_err() {
+                    return;
+                }
+                // A full pipe holds a wake-up already.
+                let _ = nix::unistd::write(&wake_tx, &[1]);
+                if last {
                     return;
                 }
             }
         })
         .context("starting the thread that reads standard input")?;
-    Ok(rx)
+    Ok((rx, wake))
+}
+
+/// The pipe [`read_stdin_in_background`] announces events in. Its write end stays open
+/// here too: once the thread ends, a pipe without writers would poll as hung up, at
+/// once and forever, while the input's end may still wait for room in the window.
+struct InputWake {
+    read: OwnedFd,
+    _write: OwnedFd,
 }
 
 /// The runner's standard input on its way to the job (see [`JobSpec::stdin`]).
 struct InputFeed {
     rx: Receiver<InputEvent>,
+    /// Readable when `rx` got an event (see [`read_stdin_in_background`]); without
+    /// it, new input waits for the next round of the session's loop.
+    wake: Option<InputWake>,
     /// Bytes sent that the guest has not acknowledged yet, at most [`STDIN_WINDOW`].
     in_flight: usize,
     /// A chunk read already that did not fit in the window.
@@ -474,9 +504,10 @@ struct InputFeed {
 }
 
 impl InputFeed {
-    fn new(rx: Receiver<InputEvent>) -> Self {
+    fn new(rx: Receiver<InputEvent>, wake: Option<InputWake>) -> Self {
         InputFeed {
             rx,
+            wake,
             in_flight: 0,
             held: None,
         }
@@ -615,27 +646,42 @@ impl Channel {
     }
 
     /// Waits up to the stream's read timeout for the guest's bytes, meanwhile writing
-    /// queued frames as the stream makes room for them.
-    fn read_once(&mut self, sink: &mut dyn OutputSink) -> ReadStep {
+    /// queued frames as the stream makes room for them; returns early, idle, when
+    /// `wake` becomes readable (it is drained).
+    fn read_once(&mut self, sink: &mut dyn OutputSink, wake: Option<BorrowedFd>) -> ReadStep {
+        if self.outbox.is_empty() && wake.is_none() {
+            return self.read_available(sink);
+        }
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let timeout = self.stream.read_timeout().ok().flatten();
+        let timeout = timeout.map_or(PollTimeout::NONE, |t| {
+            PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX)
+        });
+        let mut want = PollFlags::POLLIN;
         if !self.outbox.is_empty() {
-            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-            let timeout = self.stream.read_timeout().ok().flatten();
-            let timeout = timeout.map_or(PollTimeout::NONE, |t| {
-                PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX)
-            });
-            let mut fds = [PollFd::new(
-                self.stream.as_fd(),
-                PollFlags::POLLIN | PollFlags::POLLOUT,
-            )];
-            let ready = poll(&mut fds, timeout).map_or(PollFlags::empty(), |_| {
-                fds[0].revents().unwrap_or(PollFlags::empty())
-            });
-            if ready.intersects(PollFlags::POLLOUT | PollFlags::POLLERR | PollFlags::POLLHUP) {
-                self.flush(sink);
-            }
-            if !ready.intersects(PollFlags::POLLIN | PollFlags::POLLERR | PollFlags::POLLHUP) {
-                return ReadStep::Idle;
-            }
+            want |= PollFlags::POLLOUT;
+        }
+        let mut fds = vec![PollFd::new(self.stream.as_fd(), want)];
+        fds.extend(wake.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+        let revents = |fds: &[PollFd], i: usize| {
+            fds.get(i)
+                .and_then(|fd| fd.revents())
+                .unwrap_or(PollFlags::empty())
+        };
+        let (stream, woken) = match poll(&mut fds, timeout) {
+            Ok(_) => (revents(&fds, 0), revents(&fds, 1)),
+            Err(_) => (PollFlags::empty(), PollFlags::empty()),
+        };
+        drop(fds);
+        if let Some(fd) = wake.filter(|_| !woken.is_empty()) {
+            let mut bytes = [0u8; 64];
+            while matches!(nix::unistd::read(fd.as_raw_fd(), &mut bytes), Ok(n) if n > 0) {}
+        }
+        if stream.intersects(PollFlags::POLLOUT | PollFlags::POLLERR | PollFlags::POLLHUP) {
+            self.flush(sink);
+        }
+        if !stream.intersects(PollFlags::POLLIN | PollFlags::POLLERR | PollFlags::POLLHUP) {
+            return ReadStep::Idle;
         }
         self.read_available(sink)
     }
@@ -720,7 +766,8 @@ impl Session<'_> {
             if ch.closed {
                 std::thread::sleep(Duration::from_millis(5));
             } else {
-                ch.read_once(self.sink);
+                let wake = self.input.as_ref().and_then(|i| i.wake.as_ref());
+                ch.read_once(self.sink, wake.map(|w| w.read.as_fd()));
             }
             if let Some(o) = self.handle_frames(&mut ch, &mut st, spec)? {
                 return Ok((o, st.boot_time));
@@ -829,7 +876,7 @@ impl Session<'_> {
         let started = Instant::now();
         let mut last_data = started;
         while !ch.closed && st.end.is_none() && started.elapsed() < DRAIN_CAP {
-            match ch.read_once(self.sink) {
+            match ch.read_once(self.sink, None) {
                 ReadStep::Data => last_data = Instant::now(),
                 ReadStep::Idle if last_data.elapsed() >= DRAIN_QUIET => break,
                 ReadStep::Idle | ReadStep::Closed => {}
@@ -1029,7 +1076,7 @@ mod tests {
             signals,
             pending_signals: Vec::new(),
             next_stop_kills: false,
-            input: input.map(InputFeed::new),
+            input: input.map(|rx| InputFeed::new(rx, None)),
         };
         let (outcome, _) = session
             .drive(

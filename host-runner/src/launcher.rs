@@ -392,6 +392,7 @@ pub fn run_vm(
         pending_signals: Vec::new(),
         next_stop_kills: !req.stop_signals_to_job,
         input,
+        read_tick: READ_TICK,
     };
     let (outcome, boot_time) = session.drive(&listener, &req.spec, &console_log)?;
     let total_time = start.elapsed();
@@ -436,14 +437,7 @@ enum InputEvent {
 /// input goes out as it arrives, not after the stream's read timeout.
 fn read_stdin_in_background() -> Result<(Receiver<InputEvent>, InputWake)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(STDIN_WINDOW / MAX_CHUNK);
-    let (wake_rx, wake_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-        .context("creating the pipe that announces standard input")?;
-    let wake = InputWake {
-        read: wake_rx,
-        _write: wake_tx
-            .try_clone()
-            .context("duplicating the pipe that announces standard input")?,
-    };
+    let (wake, wake_tx) = InputWake::new()?;
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
@@ -491,6 +485,24 @@ struct InputWake {
     _write: OwnedFd,
 }
 
+impl InputWake {
+    /// The pipe, and a write end for the thread that announces events in it.
+    fn new() -> Result<(Self, OwnedFd)> {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+            .context("creating the pipe that announces standard input")?;
+        let announcer = write
+            .try_clone()
+            .context("duplicating the pipe that announces standard input")?;
+        Ok((
+            InputWake {
+                read,
+                _write: write,
+            },
+            announcer,
+        ))
+    }
+}
+
 /// The runner's standard input on its way to the job (see [`JobSpec::stdin`]).
 struct InputFeed {
     rx: Receiver<InputEvent>,
@@ -519,6 +531,10 @@ const DRAIN_QUIET: Duration = Duration::from_millis(200);
 /// After QEMU exits, the longest the runner keeps reading what the guest sent before.
 const DRAIN_CAP: Duration = Duration::from_secs(2);
 
+/// The longest one wait for the guest's bytes lasts before the session looks at its
+/// deadline, QEMU and signals again.
+const READ_TICK: Duration = Duration::from_millis(20);
+
 /// The host end of one VM's channel.
 struct Session<'a> {
     qemu: &'a mut Reaped,
@@ -533,6 +549,8 @@ struct Session<'a> {
     next_stop_kills: bool,
     /// Standard input still to pass on, if the job reads it.
     input: Option<InputFeed>,
+    /// [`READ_TICK`], longer in tests that tell a wait from a wake-up.
+    read_tick: Duration,
 }
 
 /// What the runner does with a signal the user sent it.
@@ -751,7 +769,7 @@ impl Session<'_> {
             std::thread::sleep(Duration::from_millis(5));
         };
         stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(Duration::from_millis(20)))?;
+        stream.set_read_timeout(Some(self.read_tick))?;
         let mut ch = Channel::new(stream);
         let mut st = JobState {
             start,
@@ -1038,14 +1056,16 @@ mod tests {
         signals: Option<&Receiver<i32>>,
         guest: Guest,
     ) -> (Outcome, Collected) {
-        drive_job(qemu, signals, None, guest)
+        drive_job(qemu, signals, None, READ_TICK, guest)
     }
 
-    /// [`drive_with`], for a job reading `input` as its standard input if given.
+    /// [`drive_with`], for a job reading `input` as its standard input if given, the
+    /// session waiting for the guest `read_tick` at a time.
     fn drive_job(
         mut qemu: Reaped,
         signals: Option<&Receiver<i32>>,
-        input: Option<Receiver<InputEvent>>,
+        input: Option<InputFeed>,
+        read_tick: Duration,
         guest: Guest,
     ) -> (Outcome, Collected) {
         let stdin = input.is_some();
@@ -1076,7 +1096,8 @@ mod tests {
             signals,
             pending_signals: Vec::new(),
             next_stop_kills: false,
-            input: input.map(|rx| InputFeed::new(rx, None)),
+            input,
+            read_tick,
         };
         let (outcome, _) = session
             .drive(
@@ -1345,7 +1366,13 @@ mod tests {
                 }
             }
         };
-        let (outcome, sink) = drive_job(qemu, None, Some(rx), Guest::Alongside(Box::new(guest)));
+        let (outcome, sink) = drive_job(
+            qemu,
+            None,
+            Some(InputFeed::new(rx, None)),
+            READ_TICK,
+            Guest::Alongside(Box::new(guest)),
+        );
         assert_eq!(
             outcome,
             Outcome::Finished(JobEnd::Exited(0)),
@@ -1401,7 +1428,13 @@ mod tests {
             assert_eq!(input, STDIN_WINDOW);
             end_job_and_power_off(&mut s, qemu_pid);
         };
-        let (outcome, sink) = drive_job(qemu, None, Some(rx), Guest::Alongside(Box::new(guest)));
+        let (outcome, sink) = drive_job(
+            qemu,
+            None,
+            Some(InputFeed::new(rx, None)),
+            READ_TICK,
+            Guest::Alongside(Box::new(guest)),
+        );
         assert_eq!(
             outcome,
             Outcome::Finished(JobEnd::Exited(0)),
@@ -1409,6 +1442,59 @@ mod tests {
             sink.notes
         );
         assert_eq!(sink.stdout.len(), output);
+    }
+
+    #[test]
+    fn input_goes_out_as_it_arrives_not_at_the_next_read_tick() {
+        // The session waits for the guest 2 s at a time here: input announced in the
+        // wake pipe must go out at once all the same.
+        let tick = Duration::from_secs(2);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (wake, announcer) = InputWake::new().unwrap();
+        let qemu = sh("exec sleep 30");
+        let qemu_pid = qemu.0.id() as i32;
+        let guest = move |mut s: UnixStream| {
+            s.write_all(&hello()).unwrap();
+            let (mut frames, mut buf) = (FrameBuffer::new(), vec![0u8; 64 * 1024]);
+            let mut next_msg = |s: &mut UnixStream| loop {
+                if let Some(b) = frames.next_frame().unwrap() {
+                    return HostMsg::decode(&b).unwrap();
+                }
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the host closed the channel");
+                frames.push(&buf[..n]);
+            };
+            assert!(matches!(next_msg(&mut s), HostMsg::Job(_)));
+            for i in 0..5u8 {
+                let sent = Instant::now();
+                tx.send(InputEvent::Data(vec![i])).unwrap();
+                nix::unistd::write(&announcer, &[1]).unwrap();
+                assert_eq!(next_msg(&mut s), HostMsg::Stdin(vec![i]));
+                assert!(
+                    sent.elapsed() < tick / 2,
+                    "input {i} waited {:?}",
+                    sent.elapsed()
+                );
+                s.write_all(&GuestMsg::StdinTaken(1).encode()).unwrap();
+            }
+            tx.send(InputEvent::End).unwrap();
+            nix::unistd::write(&announcer, &[1]).unwrap();
+            assert_eq!(next_msg(&mut s), HostMsg::StdinEnd);
+            end_job_and_power_off(&mut s, qemu_pid);
+        };
+        let (outcome, sink) = drive_job(
+            qemu,
+            None,
+            Some(InputFeed::new(rx, Some(wake))),
+            tick,
+            Guest::Alongside(Box::new(guest)),
+        );
+        assert_eq!(
+            outcome,
+            Outcome::Finished(JobEnd::Exited(0)),
+            "{:?}",
+            sink.notes
+        );
     }
 
     #[test]
@@ -1440,7 +1526,13 @@ mod tests {
             std::thread::sleep(Duration::from_millis(200));
             end_job_and_power_off(&mut s, qemu_pid);
         };
-        let (outcome, _) = drive_job(qemu, None, Some(rx), Guest::Alongside(Box::new(guest)));
+        let (outcome, _) = drive_job(
+            qemu,
+            None,
+            Some(InputFeed::new(rx, None)),
+            READ_TICK,
+            Guest::Alongside(Box::new(guest)),
+        );
         assert_eq!(outcome, Outcome::Finished(JobEnd::Exited(0)));
         // The session dropped its end: the feeder stopped, after at most a window and
         // the channel's few chunks.

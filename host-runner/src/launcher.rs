@@ -1129,6 +1129,25 @@ mod tests {
         );
     }
 
+    /// [`drive_job`] for a job reading `input`, alongside `guest`, which must end it
+    /// with status 0; returns what the session passed on.
+    fn run_job_to_success(
+        qemu: Reaped,
+        input: InputFeed,
+        read_tick: Duration,
+        guest: Box<dyn FnOnce(UnixStream) + Send>,
+    ) -> Collected {
+        let (outcome, sink) =
+            drive_job(qemu, None, Some(input), read_tick, Guest::Alongside(guest));
+        assert_eq!(
+            outcome,
+            Outcome::Finished(JobEnd::Exited(0)),
+            "{:?}",
+            sink.notes
+        );
+        sink
+    }
+
     fn hello() -> Vec<u8> {
         GuestMsg::Hello {
             magic: MAGIC,
@@ -1366,19 +1385,7 @@ mod tests {
                 }
             }
         };
-        let (outcome, sink) = drive_job(
-            qemu,
-            None,
-            Some(InputFeed::new(rx, None)),
-            READ_TICK,
-            Guest::Alongside(Box::new(guest)),
-        );
-        assert_eq!(
-            outcome,
-            Outcome::Finished(JobEnd::Exited(0)),
-            "{:?}",
-            sink.notes
-        );
+        run_job_to_success(qemu, InputFeed::new(rx, None), READ_TICK, Box::new(guest));
     }
 
     #[test]
@@ -1428,19 +1435,7 @@ mod tests {
             assert_eq!(input, STDIN_WINDOW);
             end_job_and_power_off(&mut s, qemu_pid);
         };
-        let (outcome, sink) = drive_job(
-            qemu,
-            None,
-            Some(InputFeed::new(rx, None)),
-            READ_TICK,
-            Guest::Alongside(Box::new(guest)),
-        );
-        assert_eq!(
-            outcome,
-            Outcome::Finished(JobEnd::Exited(0)),
-            "{:?}",
-            sink.notes
-        );
+        let sink = run_job_to_success(qemu, InputFeed::new(rx, None), READ_TICK, Box::new(guest));
         assert_eq!(sink.stdout.len(), output);
     }
 
@@ -1482,19 +1477,7 @@ mod tests {
             assert_eq!(next_msg(&mut s), HostMsg::StdinEnd);
             end_job_and_power_off(&mut s, qemu_pid);
         };
-        let (outcome, sink) = drive_job(
-            qemu,
-            None,
-            Some(InputFeed::new(rx, Some(wake))),
-            tick,
-            Guest::Alongside(Box::new(guest)),
-        );
-        assert_eq!(
-            outcome,
-            Outcome::Finished(JobEnd::Exited(0)),
-            "{:?}",
-            sink.notes
-        );
+        run_job_to_success(qemu, InputFeed::new(rx, Some(wake)), tick, Box::new(guest));
     }
 
     #[test]
@@ -1526,14 +1509,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(200));
             end_job_and_power_off(&mut s, qemu_pid);
         };
-        let (outcome, _) = drive_job(
-            qemu,
-            None,
-            Some(InputFeed::new(rx, None)),
-            READ_TICK,
-            Guest::Alongside(Box::new(guest)),
-        );
-        assert_eq!(outcome, Outcome::Finished(JobEnd::Exited(0)));
+        run_job_to_success(qemu, InputFeed::new(rx, None), READ_TICK, Box::new(guest));
         // The session dropped its end: the feeder stopped, after at most a window and
         // the channel's few chunks.
         let sent = feeder.join().unwrap();

@@ -333,7 +333,6 @@ fn write_waiting<W: Write + std::os::fd::AsFd>(
     out: &mut W,
     mut data: &[u8],
 ) -> std::io::Result<()> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::io::ErrorKind;
     let mut flushed = false;
     while !flushed {
@@ -352,8 +351,7 @@ fn write_waiting<W: Write + std::os::fd::AsFd>(
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                let mut fds = [PollFd::new(out.as_fd(), PollFlags::POLLOUT)];
-                let _ = poll(&mut fds, PollTimeout::NONE);
+                launcher::wait_ready(out.as_fd(), nix::poll::PollFlags::POLLOUT);
             }
             Err(e) => return Err(e),
         }

@@ -6,7 +6,7 @@ use crate::vmplan::{self, ChannelPlan, DiskAttach, VmConfig};
 use anyhow::{bail, Context, Result};
 use nix::fcntl::OFlag;
 use socket2::{Domain, SockAddr, Socket, Type};
-use std::io::{ErrorKind, Read};
+use std::io::{self, ErrorKind, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -454,9 +454,7 @@ fn read_stdin_in_background() -> Result<(Receiver<InputEvent>, InputWake)> {
                     // Inherited with O_NONBLOCK (a parent shares its file description):
                     // no end of input, only nothing yet.
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-                        let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
-                        let _ = poll(&mut fds, PollTimeout::NONE);
+                        wait_ready(stdin.as_fd(), nix::poll::PollFlags::POLLIN);
                         continue;
                     }
                     Err(e) => InputEvent::Failed(e.to_string()),
@@ -475,6 +473,13 @@ fn read_stdin_in_background() -> Result<(Receiver<InputEvent>, InputWake)> {
         })
         .context("starting the thread that reads standard input")?;
     Ok((rx, wake))
+}
+
+/// Waits until `fd`, which a parent may have left non-blocking, is ready for `events`
+/// (an error counts as ready: the next read or write reports it).
+pub(crate) fn wait_ready(fd: BorrowedFd, events: nix::poll::PollFlags) {
+    let mut fds = [nix::poll::PollFd::new(fd, events)];
+    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE);
 }
 
 /// The pipe [`read_stdin_in_background`] announces events in. Its write end stays open
@@ -589,6 +594,8 @@ fn signal_action(sig: i32, guest_up: bool, next_stop_kills: bool) -> SignalActio
 /// The connected stream and the bytes read from it.
 struct Channel {
     stream: Socket,
+    /// The stream's read timeout: how long one [`Channel::read_once`] waits at most.
+    tick: Duration,
     frames: FrameBuffer,
     buf: Vec<u8>,
     /// The guest closed the channel (it does so before powering off) or it broke: from
@@ -617,16 +624,20 @@ enum ReadStep {
 }
 
 impl Channel {
-    fn new(stream: Socket) -> Self {
-        Channel {
+    /// The channel over `stream`, connected and blocking; a read waits `tick` at most.
+    fn new(stream: Socket, tick: Duration) -> io::Result<Self> {
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(tick))?;
+        Ok(Channel {
             stream,
+            tick,
             frames: FrameBuffer::new(),
             buf: vec![0u8; 256 * 1024],
             closed: false,
             send_failed: false,
             outbox: Vec::new(),
             end_acked: false,
-        }
+        })
     }
 
     /// Queues `msg` unless an earlier send failed, and writes what the stream takes now;
@@ -671,10 +682,7 @@ impl Channel {
             return self.read_available(sink);
         }
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let timeout = self.stream.read_timeout().ok().flatten();
-        let timeout = timeout.map_or(PollTimeout::NONE, |t| {
-            PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX)
-        });
+        let timeout = PollTimeout::try_from(self.tick).unwrap_or(PollTimeout::MAX);
         let mut want = PollFlags::POLLIN;
         if !self.outbox.is_empty() {
             want |= PollFlags::POLLOUT;
@@ -768,9 +776,7 @@ impl Session<'_> {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(self.read_tick))?;
-        let mut ch = Channel::new(stream);
+        let mut ch = Channel::new(stream, self.read_tick)?;
         let mut st = JobState {
             start,
             boot_time: None,

@@ -583,11 +583,13 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
             DiskMount {
                 serial: "data".into(),
                 target: b"/data".to_vec(),
+                fstype: "ext2".into(),
                 read_only: true,
             },
             DiskMount {
                 serial: "tools".into(),
                 target: b"/tools".to_vec(),
+                fstype: "ext2".into(),
                 read_only: true,
             },
         ],

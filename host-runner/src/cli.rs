@@ -3,7 +3,7 @@
 use crate::caps::{AccelChoice, HostCaps};
 use crate::launcher::{self, ChannelChoice, OutputSink, VmRequest};
 use crate::vmplan::DiskAttach;
-use crate::{image, kernel, UsageError};
+use crate::{image, kernel, scratch, UsageError};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
@@ -51,6 +51,10 @@ pub struct KernelArgs {
     /// Build without the patches in kernel/patches (the stock kernel).
     #[arg(long)]
     pub stock: bool,
+    /// The debug variant (kernel/debug.config: lockdep, sleep-in-atomic checks, KASAN),
+    /// to catch the series sleeping or touching memory where it must not. Slower.
+    #[arg(long, conflicts_with = "kernel")]
+    pub debug_kernel: bool,
 }
 
 /// `kernel`.
@@ -61,7 +65,7 @@ pub struct KernelCmdArgs {
     pub kernel: KernelArgs,
     /// Also review the patch series: checkpatch.pl on every patch and a fresh compile
     /// of the C files it touches, failing on any complaint or compiler warning.
-    #[arg(long, conflicts_with_all = ["kernel", "kernel_src", "stock"])]
+    #[arg(long, conflicts_with_all = ["kernel", "kernel_src", "stock", "debug_kernel"])]
     pub check: bool,
 }
 
@@ -113,6 +117,10 @@ pub struct RunArgs {
     /// Pack host directory HOSTDIR into an ext2 image mounted read-only at GUESTDIR.
     #[arg(long = "disk", value_name = "HOSTDIR:GUESTDIR")]
     pub disks: Vec<String>,
+    /// Attach a fresh, empty, writable filesystem at GUESTDIR (ext2, ext3 or ext4, with
+    /// optional mke2fs features such as `^dir_index`); it is deleted with the VM.
+    #[arg(long = "scratch", value_name = "TYPE[,FEATURE...]:GUESTDIR")]
+    pub scratch: Vec<String>,
     /// Do not attach the current directory at /src.
     #[arg(long)]
     pub no_src: bool,
@@ -185,11 +193,15 @@ pub fn resolve_kernel(args: &KernelArgs) -> Result<PathBuf> {
         }
         None => kernel::KernelSource::Tarball(kernel::DEBIAN_TARBALL.into()),
     };
-    kernel::ensure_kernel(&kernel_request(source, args.stock)?)
+    kernel::ensure_kernel(&kernel_request(source, args.stock, args.debug_kernel)?)
 }
 
 /// The build of `source`, with the project's series unless `stock`.
-fn kernel_request(source: kernel::KernelSource, stock: bool) -> Result<kernel::KernelRequest> {
+fn kernel_request(
+    source: kernel::KernelSource,
+    stock: bool,
+    debug: bool,
+) -> Result<kernel::KernelRequest> {
     let patches = if stock {
         Vec::new()
     } else {
@@ -198,7 +210,12 @@ fn kernel_request(source: kernel::KernelSource, stock: bool) -> Result<kernel::K
     Ok(kernel::KernelRequest {
         source,
         patches,
-        fragment: kernel::ConfigFragment::microvm()?,
+        fragment: if debug {
+            kernel::ConfigFragment::microvm_debug()?
+        } else {
+            kernel::ConfigFragment::microvm()?
+        },
+        debug,
     })
 }
 
@@ -207,6 +224,7 @@ fn kernel_request(source: kernel::KernelSource, stock: bool) -> Result<kernel::K
 fn check_series() -> Result<i32> {
     let req = kernel_request(
         kernel::KernelSource::Tarball(kernel::DEBIAN_TARBALL.into()),
+        false,
         false,
     )?;
     let report = kernel::check_series(&req)?;
@@ -261,6 +279,47 @@ pub fn parse_disk(spec: &str) -> Result<(PathBuf, PathBuf)> {
         return Err(UsageError(format!("--disk {spec}: {host} is not a directory")).into());
     }
     Ok((PathBuf::from(host), PathBuf::from(guest)))
+}
+
+/// Parses `--scratch` specifications (usage errors name the bad one).
+pub fn parse_scratch(specs: &[String]) -> Result<Vec<scratch::ScratchSpec>> {
+    specs
+        .iter()
+        .map(|s| scratch::parse(s).map_err(|e| UsageError(format!("--{e}")).into()))
+        .collect()
+}
+
+/// Makes the scratch filesystems of `specs` in a new temporary directory, adds their
+/// mounts to `job` and their attachments to `disks`. The images live as long as the
+/// returned directory, which the caller keeps until the VM has ended.
+pub fn attach_scratch(
+    specs: &[scratch::ScratchSpec],
+    job: &mut JobSpec,
+    disks: &mut Vec<DiskAttach>,
+) -> Result<Option<tempfile::TempDir>> {
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("uring-getdents-scratch.")
+        .tempdir()
+        .context("temporary directory for scratch disks")?;
+    for (i, s) in specs.iter().enumerate() {
+        let serial = format!("scratch{i}");
+        disks.push(DiskAttach {
+            image: scratch::create(s, dir.path(), i)?,
+            serial: serial.clone(),
+            read_only: false,
+            bypass_host_cache: false,
+        });
+        job.disks.push(DiskMount {
+            serial,
+            target: s.target.as_os_str().as_bytes().to_vec(),
+            fstype: s.fstype.clone(),
+            read_only: false,
+        });
+    }
+    Ok(Some(dir))
 }
 
 /// The environment every job starts with.
@@ -430,11 +489,17 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
             .map(|(i, (_, guest, _))| DiskMount {
                 serial: serial(i),
                 target: guest.as_os_str().as_bytes().to_vec(),
+                fstype: "ext2".into(),
                 read_only: true,
             })
             .collect(),
         stdin: !args.no_stdin && !std::io::stdin().is_terminal(),
     };
+    let scratch = parse_scratch(&args.scratch)?;
+    let mut spec = spec;
+    let mut scratch_disks = Vec::new();
+    // Kept until the VM has ended: dropping it deletes the images.
+    let _scratch_dir = attach_scratch(&scratch, &mut spec, &mut scratch_disks)?;
     // Before the kernel, image and snapshots are built: the job is complete already.
     check_job_size(&spec)?;
     let art = prepare(&args.vm.kernel)?;
@@ -450,6 +515,7 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
             bypass_host_cache: args.no_host_cache,
         });
     }
+    disks.extend(scratch_disks);
     let mut req = vm_request(&args.vm, &art, &caps, spec)?;
     req.disks = disks;
     let (raise, signals) = forward_host_signals()?;

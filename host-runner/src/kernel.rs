@@ -3,7 +3,8 @@
 //! Layout under the cache (`<cache>/kernel/`):
 //! - `src-<source id>/tree/`     the unpacked Debian source, patched to the current series
 //! - `src-<source id>/applied/`  copies of the patches applied to `tree/`, in order
-//! - `obj-<source id>/`          the `O=` build directory (reused: builds are incremental)
+//! - `obj-<source id>/`          the `O=` build directory (reused: builds are incremental);
+//!   `obj-<source id>-debug/` the same for the debug variant (kernel/debug.config)
 //! - `out/<build key>/vmlinux`   finished kernels, keyed by source + fragment + patches
 //!
 //! A kernel whose key exists is never rebuilt. A changed patch re-applies the series and
@@ -18,6 +19,9 @@ use std::time::{Duration, Instant};
 
 /// The microvm fragment, kept in kernel/microvm.config.
 pub const MICROVM_FRAGMENT: &str = include_str!("../../kernel/microvm.config");
+
+/// What the debug variant adds on top of the microvm fragment (kernel/debug.config).
+pub const DEBUG_FRAGMENT: &str = include_str!("../../kernel/debug.config");
 
 /// Debian's kernel source, the default.
 pub const DEBIAN_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
@@ -73,6 +77,21 @@ impl ConfigFragment {
     /// The fragment for the microvm guest.
     pub fn microvm() -> Result<Self> {
         Self::parse(MICROVM_FRAGMENT).context("kernel/microvm.config")
+    }
+
+    /// The microvm fragment with kernel/debug.config on top: lockdep, sleep-in-atomic
+    /// checks and KASAN.
+    pub fn microvm_debug() -> Result<Self> {
+        let mut fragment = Self::microvm()?;
+        fragment.merge(&Self::parse(DEBUG_FRAGMENT).context("kernel/debug.config")?);
+        Ok(fragment)
+    }
+
+    /// Applies `other` on top: its options replace ours of the same name.
+    pub fn merge(&mut self, other: &ConfigFragment) {
+        for o in &other.options {
+            self.set(&o.name, o.value.as_deref());
+        }
     }
 
     /// The value of an option: `Some(None)` if explicitly unset, `None` if absent.
@@ -141,6 +160,9 @@ pub struct KernelRequest {
     pub patches: Vec<PathBuf>,
     /// The config fragment on top of tinyconfig.
     pub fragment: ConfigFragment,
+    /// The debug variant: built in a directory of its own, so switching between it and
+    /// the normal kernel does not rebuild everything each time.
+    pub debug: bool,
 }
 
 /// The patch series in `dir`: every `*.patch`, in name order.
@@ -204,8 +226,9 @@ impl KernelRequest {
 const KEEP_KERNELS: usize = 6;
 
 /// Kernel sources (unpacked trees with their build directories) kept in the cache: the
-/// Debian tarball's and one tree of the user's.
-const KEEP_SOURCES: usize = 2;
+/// Debian tarball's (its build directory and the debug variant's) and one tree of the
+/// user's.
+const KEEP_SOURCES: usize = 3;
 
 /// Returns the vmlinux for `req`, building it if no cached one matches.
 pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
@@ -216,7 +239,7 @@ pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
     // Touched first, so a concurrent prune sees it as used before we rely on it; its
     // source and build directories too, which `kernel --check` reuses.
     cache::touch(&out_dir);
-    let (src_dir, obj) = build_dirs(&req.source_id()?)?;
+    let (src_dir, obj) = build_dirs(&req.source_id()?, req.debug)?;
     cache::touch(&src_dir);
     cache::touch(&obj);
     if vmlinux.is_file() && matches!(req.source, KernelSource::Tarball(_)) {
@@ -256,12 +279,14 @@ pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
 }
 
 /// The cache directories of a source: `src-<id>` (tree and applied series, for the
-/// tarball) and `obj-<id>` (the `O=` build directory).
-fn build_dirs(src_id: &str) -> Result<(PathBuf, PathBuf)> {
+/// tarball) and `obj-<id>` (the `O=` build directory; `obj-<id>-debug` for the debug
+/// variant).
+fn build_dirs(src_id: &str, debug: bool) -> Result<(PathBuf, PathBuf)> {
     let kernel_cache = cache::cache_dir("kernel")?;
+    let suffix = if debug { "-debug" } else { "" };
     Ok((
         kernel_cache.join(format!("src-{src_id}")),
-        kernel_cache.join(format!("obj-{src_id}")),
+        kernel_cache.join(format!("obj-{src_id}{suffix}")),
     ))
 }
 
@@ -298,7 +323,7 @@ pub fn check_series(req: &KernelRequest) -> Result<SeriesReport> {
     crate::deps::ensure(crate::deps::KERNEL_BUILD)?;
     let _lock = cache::lock("kernel")?;
     // ensure_kernel marked them used.
-    let (src_dir, obj) = build_dirs(&req.source_id()?)?;
+    let (src_dir, obj) = build_dirs(&req.source_id()?, req.debug)?;
     // A cached kernel does not need its source any more, and a build of another source
     // may have pruned it: bring back what the check compiles in.
     let KernelSource::Tarball(tarball) = &req.source else {

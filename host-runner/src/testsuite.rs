@@ -2,7 +2,8 @@
 //!
 //! The list comes from the guest-tests binary itself (`guest-tests --list`, run on the
 //! host: it is a static x86_64 program), one test per line, optionally followed by
-//! `key=value` requirements (`cpus=2`, `mem=1024`, `timeout=900`, `kernel=stock`).
+//! `key=value` requirements (`cpus=2`, `mem=1024`, `timeout=900`, `kernel=stock`,
+//! `scratch=ext4,^dir_index:/mnt/nodx`, repeatable: a fresh writable filesystem).
 //! The runner does not know what a test checks: exit status 0 is a pass.
 
 use crate::caps::HostCaps;
@@ -34,6 +35,8 @@ pub struct TestCase {
     pub timeout: Option<u64>,
     /// Runs on the stock (unpatched) kernel.
     pub stock_kernel: bool,
+    /// Fresh scratch filesystems the test mounts (see [`crate::scratch`]).
+    pub scratch: Vec<crate::scratch::ScratchSpec>,
 }
 
 /// Parses the `--list` output.
@@ -48,6 +51,7 @@ pub fn parse_list(text: &str) -> Result<Vec<TestCase>> {
             mem: None,
             timeout: None,
             stock_kernel: false,
+            scratch: Vec::new(),
         };
         for w in words {
             let (k, v) = w
@@ -62,6 +66,9 @@ pub fn parse_list(text: &str) -> Result<Vec<TestCase>> {
                 "mem" => t.mem = Some(num()? as u32),
                 "timeout" => t.timeout = Some(num()?),
                 "kernel" if v == "stock" => t.stock_kernel = true,
+                "scratch" => t
+                    .scratch
+                    .push(crate::scratch::parse(v).map_err(|e| anyhow::anyhow!("test list: {e}"))?),
                 _ => bail!("test list: unknown attribute {w:?} in {line:?}"),
             }
         }
@@ -141,6 +148,9 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
     {
         let mut k = args.vm.kernel.clone();
         k.stock = true;
+        // Those tests check that the op is absent; a debug build of the stock kernel
+        // would cost a full build and check nothing of the series.
+        k.debug_kernel = false;
         Some(cli::resolve_kernel(&k)?)
     } else {
         None
@@ -372,19 +382,28 @@ fn run_one(
         disks: Vec::new(),
         stdin: false,
     };
+    let mut spec = spec;
+    let mut scratch_disks = Vec::new();
     let mut captured = Captured::default();
-    let result = cli::vm_request(&args.vm, art, caps, spec).and_then(|mut req| {
-        apply_requirements(&mut req, t);
-        // A test job is no interactive one that could wind down by itself: a stop
-        // signal to the suite ends its VM at once.
-        req.stop_signals_to_job = false;
-        if t.stock_kernel {
-            if let Some(k) = stock {
-                req.kernel = k.to_path_buf();
+    // Kept until the VM has ended: dropping it deletes the images.
+    let scratch_dir = cli::attach_scratch(&t.scratch, &mut spec, &mut scratch_disks);
+    let result = scratch_dir
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .and_then(|_| cli::vm_request(&args.vm, art, caps, spec))
+        .and_then(|mut req| {
+            req.disks.extend(scratch_disks);
+            apply_requirements(&mut req, t);
+            // A test job is no interactive one that could wind down by itself: a stop
+            // signal to the suite ends its VM at once.
+            req.stop_signals_to_job = false;
+            if t.stock_kernel {
+                if let Some(k) = stock {
+                    req.kernel = k.to_path_buf();
+                }
             }
-        }
-        launcher::run_vm(&req, caps, &mut captured, Some(&interrupts.subscribe()))
-    });
+            launcher::run_vm(&req, caps, &mut captured, Some(&interrupts.subscribe()))
+        });
     if let Ok(report) = &result {
         if let launcher::Outcome::Interrupted(sig) = report.outcome {
             // The user stopped the suite: not a verdict on the test.
@@ -460,6 +479,17 @@ mod tests {
         assert!(parse_list("t cpus=x\n").is_err());
         assert!(parse_list("t colour=blue\n").is_err());
         assert!(parse_list("t novalue\n").is_err());
+        assert!(parse_list("t scratch=xfs:/mnt\n").is_err());
+    }
+
+    #[test]
+    fn scratch_disks_are_listed_in_order() {
+        let tests =
+            parse_list("t scratch=ext4:/mnt/ext4 cpus=2 scratch=ext4,^dir_index:/mnt/nodx\n")
+                .unwrap();
+        let targets: Vec<_> = tests[0].scratch.iter().map(|s| s.target.clone()).collect();
+        assert_eq!(targets, [Path::new("/mnt/ext4"), Path::new("/mnt/nodx")]);
+        assert_eq!(tests[0].scratch[1].features, ["^dir_index"]);
     }
 
     #[test]

@@ -112,7 +112,7 @@ pub fn mount_disks(disks: &[DiskMount]) -> Result<(), String> {
         mount(
             Some(dev.as_path()),
             target,
-            Some("ext2"),
+            Some(disk.fstype.as_str()),
             flags,
             None::<&str>,
         )

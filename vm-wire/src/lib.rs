@@ -33,7 +33,7 @@ use std::fmt;
 /// Identifies this protocol in the guest's greeting ("VMJB").
 pub const MAGIC: u32 = 0x564d_4a42;
 /// Bumped on every incompatible change of the encoding below.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Largest accepted frame body (kind byte + payload), in bytes.
 pub const MAX_FRAME: usize = 1 << 20;
 /// Largest output chunk a sender should put in one frame.
@@ -79,6 +79,9 @@ pub struct DiskMount {
     pub serial: String,
     /// Absolute mount point in the guest (created if missing).
     pub target: Vec<u8>,
+    /// Filesystem type given to mount(2): `ext2`, `ext3` or `ext4` (all served by the
+    /// ext4 driver in the guest kernel).
+    pub fstype: String,
     /// Mount read-only.
     pub read_only: bool,
 }
@@ -288,6 +291,7 @@ impl HostMsg {
                 for d in &job.disks {
                     e.bytes(d.serial.as_bytes());
                     e.bytes(&d.target);
+                    e.bytes(d.fstype.as_bytes());
                     e.u8(u8::from(d.read_only));
                 }
                 e.u8(u8::from(job.stdin));
@@ -322,11 +326,12 @@ impl HostMsg {
                     .map(|_| Ok((f.bytes("env key")?, f.bytes("env value")?)))
                     .collect::<Result<Vec<_>, WireError>>()?;
                 let cwd = f.bytes("cwd")?;
-                let diskc = f.count("disks", 9)?;
+                let diskc = f.count("disks", 13)?;
                 let disks = (0..diskc)
                     .map(|_| {
                         let serial = f.string("disk serial")?;
                         let target = f.bytes("disk target")?;
+                        let fstype = f.string("disk fstype")?;
                         let read_only = match f.u8("disk flags")? {
                             0 => false,
                             1 => true,
@@ -335,6 +340,7 @@ impl HostMsg {
                         Ok(DiskMount {
                             serial,
                             target,
+                            fstype,
                             read_only,
                         })
                     })

@@ -8,6 +8,7 @@ fn sample_job() -> JobSpec {
         disks: vec![DiskMount {
             serial: "src".into(),
             target: b"/src".to_vec(),
+            fstype: "ext2".into(),
             read_only: true,
         }],
         stdin: true,

@@ -30,7 +30,7 @@ pub fn tests() -> Vec<Test> {
         },
         Test {
             name: "getdents_100k_entries",
-            needs: "mem=1024 timeout=900",
+            needs: crate::with_ext4!("mem=1024 timeout=1500"),
             run: hundred_thousand,
         },
         Test {
@@ -55,17 +55,17 @@ pub fn tests() -> Vec<Test> {
         },
         Test {
             name: "getdents_concurrent_no_dup_no_gap",
-            needs: "cpus=2",
+            needs: crate::with_ext4!("cpus=2 timeout=900"),
             run: concurrent,
         },
         Test {
             name: "getdents_mixed_with_syscall_and_lseek",
-            needs: "cpus=2",
+            needs: crate::with_ext4!("cpus=2 timeout=900"),
             run: mixed_with_syscall,
         },
         Test {
             name: "getdents_entries_change_during_walk",
-            needs: "cpus=2",
+            needs: crate::with_ext4!("cpus=2 timeout=900"),
             run: mutation,
         },
         Test {
@@ -78,7 +78,7 @@ pub fn tests() -> Vec<Test> {
 
 /// One record, owned.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Rec {
+pub(crate) struct Rec {
     ino: u64,
     off: i64,
     d_type: u8,
@@ -110,10 +110,10 @@ pub(crate) fn open_dir(path: &Path) -> Result<OwnedFd> {
 }
 
 /// A ring with a helper to run one GETDENTS and wait for it.
-struct Ring(IoUring);
+pub(crate) struct Ring(IoUring);
 
 impl Ring {
-    fn new(entries: u32) -> Result<Self> {
+    pub(crate) fn new(entries: u32) -> Result<Self> {
         Ok(Ring(IoUring::new(entries).context("io_uring_setup")?))
     }
 
@@ -136,7 +136,7 @@ impl Ring {
 
 /// Reads a whole directory through `read`, returning the records and per-call results;
 /// fails if a call fails.
-fn read_all(
+pub(crate) fn read_all(
     read: impl FnMut(&mut [u8]) -> Result<i32>,
     bufsize: usize,
 ) -> Result<(Vec<Rec>, Vec<i32>)> {
@@ -166,7 +166,7 @@ fn read_until_end_or_error(
     }
 }
 
-fn sys_read(fd: &OwnedFd) -> impl FnMut(&mut [u8]) -> Result<i32> + '_ {
+pub(crate) fn sys_read(fd: &OwnedFd) -> impl FnMut(&mut [u8]) -> Result<i32> + '_ {
     move |buf| {
         Ok(match getdents64(fd.as_fd(), buf) {
             Ok(n) => n as i32,
@@ -175,13 +175,16 @@ fn sys_read(fd: &OwnedFd) -> impl FnMut(&mut [u8]) -> Result<i32> + '_ {
     }
 }
 
-fn op_read<'a>(ring: &'a mut Ring, fd: &'a OwnedFd) -> impl FnMut(&mut [u8]) -> Result<i32> + 'a {
+pub(crate) fn op_read<'a>(
+    ring: &'a mut Ring,
+    fd: &'a OwnedFd,
+) -> impl FnMut(&mut [u8]) -> Result<i32> + 'a {
     move |buf| ring.getdents(DirFd::Fd(fd.as_raw_fd()), buf, 0)
 }
 
 /// Compares op and syscall on `dir` with `bufsize`, including the error a too-small
 /// buffer gives; returns the number of entries.
-fn compare(ring: &mut Ring, dir: &Path, bufsize: usize) -> Result<usize> {
+pub(crate) fn compare(ring: &mut Ring, dir: &Path, bufsize: usize) -> Result<usize> {
     let sys_fd = open_dir(dir)?;
     let op_fd = open_dir(dir)?;
     // getdents64(2) stops early when signal_pending(), which includes the io_uring
@@ -224,7 +227,7 @@ fn compare(ring: &mut Ring, dir: &Path, bufsize: usize) -> Result<usize> {
     Ok(got.len())
 }
 
-fn require_op() -> Result<()> {
+pub(crate) fn require_op() -> Result<()> {
     match uring_getdents::detect() {
         Support::Available => Ok(()),
         other => bail!("IORING_OP_GETDENTS not available on the patched kernel: {other:?}"),
@@ -290,11 +293,12 @@ fn same_as_syscall() -> Result<()> {
 fn hundred_thousand() -> Result<()> {
     require_op()?;
     let mut ring = Ring::new(8)?;
-    for base in ["/tmp/gd100k", "/root/gd100k"] {
-        let dir = Path::new(base);
-        populate(dir, 100_000, numbered)?;
-        ensure!(compare(&mut ring, dir, 32 * 1024)? == 100_002);
-        ensure!(compare(&mut ring, dir, 4096)? == 100_002);
+    for (_, base) in crate::TEST_FILESYSTEMS {
+        let dir = &Path::new(base).join("gd100k");
+        let n = crate::entries_on(base, 100_000);
+        populate(dir, n, numbered)?;
+        ensure!(compare(&mut ring, dir, 32 * 1024)? == n + 2);
+        ensure!(compare(&mut ring, dir, 4096)? == n + 2);
     }
     Ok(())
 }
@@ -567,9 +571,9 @@ fn expected_names(dir: &Path) -> Result<HashSet<OsString>> {
 
 fn concurrent() -> Result<()> {
     require_op()?;
-    for (dir, n) in [("/tmp/gd-conc", 5000), ("/root/gd-conc", 5000)] {
-        let dir = Path::new(dir);
-        populate(dir, n, numbered)?;
+    for (_, base) in crate::TEST_FILESYSTEMS {
+        let dir = &Path::new(base).join("gd-conc");
+        populate(dir, 5000, numbered)?;
         let want = expected_names(dir)?;
         let mut ring = Ring::new(128)?;
         for round in 0..5 {
@@ -632,8 +636,18 @@ fn concurrent() -> Result<()> {
 
 fn mixed_with_syscall() -> Result<()> {
     require_op()?;
-    let dir = Path::new("/tmp/gd-mixed");
-    populate(dir, 20_000, numbered)?;
+    for (fs, base) in crate::TEST_FILESYSTEMS {
+        mixed_with_syscall_in(
+            &Path::new(base).join("gd-mixed"),
+            crate::entries_on(base, 20_000),
+        )
+        .context(fs)?;
+    }
+    Ok(())
+}
+
+fn mixed_with_syscall_in(dir: &Path, entries: usize) -> Result<()> {
+    populate(dir, entries, numbered)?;
     let want = expected_names(dir)?;
     for _ in 0..3 {
         let fd = std::sync::Arc::new(open_dir(dir)?);
@@ -697,11 +711,19 @@ fn mixed_with_syscall() -> Result<()> {
 
 fn mutation() -> Result<()> {
     require_op()?;
-    let dir = Path::new("/tmp/gd-mut");
-    populate(dir, 3000, |i| OsString::from(format!("keep-{i:05}")))?;
+    for (fs, base) in crate::TEST_FILESYSTEMS {
+        mutation_in(Path::new(base).join("gd-mut")).context(fs)?;
+    }
+    Ok(())
+}
+
+fn mutation_in(dir: PathBuf) -> Result<()> {
+    populate(&dir, 3000, |i| OsString::from(format!("keep-{i:05}")))?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop2 = stop.clone();
+    let churn_dir = dir.clone();
     let churn = std::thread::spawn(move || -> Result<u64> {
+        let dir = churn_dir;
         let mut i = 0u64;
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             let p = dir.join(format!("tmp-{}", i % 500));
@@ -716,7 +738,7 @@ fn mutation() -> Result<()> {
     });
     let mut ring = Ring::new(8)?;
     for round in 0..20 {
-        let fd = open_dir(dir)?;
+        let fd = open_dir(&dir)?;
         let (recs, _) = read_all(op_read(&mut ring, &fd), 1024)?;
         let keep: Vec<&Rec> = recs
             .iter()

@@ -55,6 +55,12 @@ fn via_op(ring: &mut IoUring, dir: &Path, buf: &mut [u8]) -> Result<usize> {
     }
 }
 
+fn is_mount_point(mounts: &str, path: &str) -> bool {
+    mounts
+        .lines()
+        .any(|line| line.split_whitespace().nth(1) == Some(path))
+}
+
 /// Entry point of the subcommand.
 pub fn main(args: &[String]) -> Result<()> {
     let entries: usize = args
@@ -71,19 +77,21 @@ pub fn main(args: &[String]) -> Result<()> {
         uring_getdents::detect()
     );
     let mut ring = IoUring::new(8)?;
-    println!("| filesystem | buffer | getdents64(2) entries/s | IORING_OP_GETDENTS entries/s | op / syscall |");
-    println!("|---|--:|--:|--:|--:|");
-    for base in ["/tmp/bench-getdents", "/root/bench-getdents"] {
-        let dir = Path::new(base);
+    println!("| filesystem | entries | buffer | getdents64(2) entries/s | IORING_OP_GETDENTS entries/s | op / syscall |");
+    println!("|---|--:|--:|--:|--:|--:|");
+    let mounts =
+        std::fs::read_to_string("/proc/self/mounts").context("reading /proc/self/mounts")?;
+    // The ext4 scratch disks take part when the VM has them (`run-in-vm --scratch`).
+    let filesystems = crate::TEST_FILESYSTEMS
+        .into_iter()
+        .filter(|(_, base)| matches!(*base, "/tmp" | "/root") || is_mount_point(&mounts, base));
+    for (fs, base) in filesystems {
+        let dir = &Path::new(base).join("bench-getdents");
         std::fs::create_dir_all(dir)?;
+        let entries = crate::entries_on(base, entries);
         for i in 0..entries {
             std::fs::File::create(dir.join(format!("f{i:07}")))?;
         }
-        let fs = if base.starts_with("/tmp") {
-            "tmpfs"
-        } else {
-            "ext2"
-        };
         for bufsize in [4096usize, 32 * 1024] {
             let mut buf = vec![0u8; bufsize];
             let (mut t_sys, mut t_op) = (Duration::ZERO, Duration::ZERO);
@@ -101,7 +109,7 @@ pub fn main(args: &[String]) -> Result<()> {
             let sys_rate = total as f64 / t_sys.as_secs_f64();
             let op_rate = total as f64 / t_op.as_secs_f64();
             println!(
-                "| {fs} | {} KiB | {:.0} | {:.0} | {:.2} |",
+                "| {fs} | {entries} | {} KiB | {:.0} | {:.0} | {:.2} |",
                 bufsize / 1024,
                 sys_rate,
                 op_rate,

@@ -546,16 +546,12 @@ fn explicit_disks_mount_where_asked() {
 }
 
 #[test]
-fn scratch_disks_are_writable_filesystems_of_the_asked_type_and_features() {
-    // Two disks: what was written to one is read back, the mount table names ext4
-    // for both, and the second lacks dir_index (the ext4 driver lists it in sysfs only
-    // for mounted filesystems with the feature, so ask debugfs-free: a 2-block directory
-    // is indexed on the first and not on the second).
-    let script = "set -e; grep -E ' /mnt/(a|b) ext4 rw' /proc/mounts | wc -l; \
-                  echo written > /mnt/a/f; sync; cat /mnt/a/f; \
-                  for d in a b; do mkdir /mnt/$d/big; i=0; \
-                  while [ $i -lt 300 ]; do : > /mnt/$d/big/name-with-some-length-$i; i=$((i+1)); done; \
-                  lsattr -d /mnt/$d/big | cut -c1-22; done";
+fn scratch_disks_are_writable_filesystems_of_the_asked_type() {
+    // Two disks, both mounted read-write as ext4 where asked, and what is written to
+    // one is read back after a sync. (That the second lacks dir_index is checked by the
+    // guest test getdents_inline_when_warm, through the directory's FS_INDEX_FL.)
+    let script = "set -e; grep -cE ' /mnt/(a|b) ext4 rw' /proc/mounts; \
+                  echo written > /mnt/a/f; echo other > /mnt/b/f; sync; cat /mnt/a/f /mnt/b/f";
     let out = run(&[
         "--no-src",
         "--scratch",
@@ -567,18 +563,7 @@ fn scratch_disks_are_writable_filesystems_of_the_asked_type_and_features() {
         script,
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines[0].trim(), "2", "{stdout}");
-    assert_eq!(lines[1], "written", "{stdout}");
-    assert!(
-        lines[2].contains('I'),
-        "indexed directory expected on /mnt/a: {stdout}"
-    );
-    assert!(
-        !lines[3].contains('I'),
-        "linear directory expected on /mnt/b: {stdout}"
-    );
+    assert_eq!(text(&out.stdout), "2\nwritten\nother\n");
 }
 
 #[test]

@@ -681,16 +681,25 @@ fn mixed_with_syscall_in(dir: &Path, entries: usize) -> Result<()> {
     let fd = open_dir(dir)?;
     let mut ring = Ring::new(8)?;
     let mut buf = vec![0u8; 4096];
-    let n = ring.getdents(DirFd::Fd(fd.as_raw_fd()), &mut buf, 0)?;
-    let first = parse(&buf[..n as usize])?;
+    // A read may return a single record (it stops early when a signal or io_uring task
+    // work is pending, as getdents64(2) does): read until there are records on both
+    // sides of the mark.
+    let mut first = Vec::new();
+    while first.len() < 3 {
+        let n = ring.getdents(DirFd::Fd(fd.as_raw_fd()), &mut buf, 0)?;
+        ensure!(n > 0, "the op returned {n} before three records");
+        first.extend(parse(&buf[..n as usize])?);
+    }
     let mark = &first[first.len() / 2];
-    let after: Vec<&Rec> = first.iter().skip(first.len() / 2 + 1).collect();
+    let after = &first[first.len() / 2 + 1];
     nix::unistd::lseek(fd.as_raw_fd(), mark.off, nix::unistd::Whence::SeekSet)?;
     let n = ring.getdents(DirFd::Fd(fd.as_raw_fd()), &mut buf, 0)?;
+    ensure!(n > 0, "the op returned {n} after lseek");
     let resumed = parse(&buf[..n as usize])?;
     ensure!(
-        !after.is_empty() && resumed.first() == after.first().copied(),
-        "lseek(d_off) did not resume after the entry"
+        resumed.first() == Some(after),
+        "lseek(d_off of {mark:?}) did not resume after that entry: got {:?}, expected {after:?}",
+        resumed.first()
     );
     // And getdents64 continues where the op stopped.
     let fd = open_dir(dir)?;

@@ -101,21 +101,32 @@ fn ensure_cargo_peers() -> Result<PathBuf> {
     Ok(root.join("bin"))
 }
 
-/// hyperfine built static for the guest (crates.io, the one the host toolchain supports).
-fn ensure_static_hyperfine() -> Result<PathBuf> {
+/// The guest's benchmark tools, built static from crates.io (the guest has no libc):
+/// hyperfine (the version the host toolchain supports) and diskus, the fastest
+/// thread-pool walker on the host, as the VM's peer.
+fn ensure_guest_tools() -> Result<PathBuf> {
     let root = cache::cache_dir("tools")?.join("hyperfine-static");
-    cache::build_once(&root.join("bin/hyperfine"), "hyperfine-static", || {
-        eprintln!("host-runner: building a static hyperfine for the guest");
-        let status = crate::cargo::install("hyperfine", "1.20.0", &root)
-            .args(["--target", "x86_64-unknown-linux-gnu"])
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .status()
-            .context("cargo install hyperfine")?;
-        if !status.success() {
-            bail!("building a static hyperfine failed ({status})");
-        }
-        Ok(())
-    })?;
+    for (krate, version, bin) in [
+        ("hyperfine", "1.20.0", "hyperfine"),
+        ("diskus", "0.9.0", "diskus"),
+    ] {
+        cache::build_once(
+            &root.join("bin").join(bin),
+            &format!("{bin}-static"),
+            || {
+                eprintln!("host-runner: building a static {krate} {version} for the guest");
+                let status = crate::cargo::install(krate, version, &root)
+                    .args(["--target", "x86_64-unknown-linux-gnu"])
+                    .env("RUSTFLAGS", "-C target-feature=+crt-static")
+                    .status()
+                    .with_context(|| format!("cargo install {krate}"))?;
+                if !status.success() {
+                    bail!("building a static {krate} failed ({status})");
+                }
+                Ok(())
+            },
+        )?;
+    }
     Ok(root.join("bin"))
 }
 
@@ -534,7 +545,7 @@ cold="sh -c 'sync; echo 3 > /proc/sys/vm/drop_caches'"
 # page fault on first use, and cold walks fill RAM with new inodes and dentries.
 dd if=/dev/zero of=/dev/null bs=$(( $(awk '/MemFree/{print $2}' /proc/meminfo) * 9 / 10 ))k count=1 2>/dev/null
 echo "@@correctness"
-for c in "du -bs $T" "traverse --engine sync $T" "traverse-tokio $T" "traverse-iouring $T"; do
+for c in "du -bs $T" "traverse --engine sync $T" "traverse-tokio $T" "traverse-iouring $T" "env TRAVERSE_NO_OP=1 traverse-iouring $T" "/tools/diskus -b $T"; do
   printf '%s\t%s\n' "$c" "$($c 2>&1 | head -n 1)"
 done
 echo "find -type f	$(find $T -type f | wc -l) files"
@@ -543,10 +554,14 @@ H="/tools/hyperfine -N --style none"
 # the inode and dentry caches.
 $H --runs $COLD --warmup 1 --prepare "$cold" --export-json /tmp/cold.json \
   -n 'traverse-tokio' "traverse-tokio $T" -n 'traverse-iouring' "traverse-iouring $T" \
-  -n 'traverse sync' "traverse --engine sync $T" -n 'du -bs' "du -bs $T" >/dev/null
+  -n 'traverse sync' "traverse --engine sync $T" -n 'du -bs' "du -bs $T" \
+  -n 'traverse-iouring, TRAVERSE_NO_OP=1' "env TRAVERSE_NO_OP=1 traverse-iouring $T" \
+  -n 'diskus -b' "/tools/diskus -b $T" >/dev/null
 $H --runs $WARM --warmup 3 --export-json /tmp/warm.json \
   -n 'traverse-tokio' "traverse-tokio $T" -n 'traverse-iouring' "traverse-iouring $T" \
-  -n 'traverse sync' "traverse --engine sync $T" -n 'du -bs' "du -bs $T" >/dev/null
+  -n 'traverse sync' "traverse --engine sync $T" -n 'du -bs' "du -bs $T" \
+  -n 'traverse-iouring, TRAVERSE_NO_OP=1' "env TRAVERSE_NO_OP=1 traverse-iouring $T" \
+  -n 'diskus -b' "/tools/diskus -b $T" >/dev/null
 echo "@@cold"; cat /tmp/cold.json
 echo "@@warm"; cat /tmp/warm.json
 echo "@@end"
@@ -563,7 +578,7 @@ fn section<'a>(text: &'a str, name: &str) -> &'a str {
 fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
     let art = cli::prepare(&args.kernel)?;
     let caps = crate::caps::HostCaps::probe();
-    let tools_dir = ensure_static_hyperfine()?;
+    let tools_dir = ensure_guest_tools()?;
     let data = image::ensure_dir_image(tree, image::Snapshot::Everything)
         .context("snapshotting the benchmark tree")?;
     let tools = image::ensure_dir_image(&tools_dir, image::Snapshot::Everything)

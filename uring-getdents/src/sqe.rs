@@ -45,6 +45,27 @@ pub struct RawSqe {
 }
 
 const _: () = assert!(std::mem::size_of::<RawSqe>() == 64);
+// Offsets from struct io_uring_sqe in include/uapi/linux/io_uring.h. The size alone
+// would not catch two swapped fields, and the kernel reads bytes, not names.
+const _: () = {
+    use std::mem::offset_of;
+    assert!(offset_of!(RawSqe, opcode) == 0);
+    assert!(offset_of!(RawSqe, flags) == 1);
+    assert!(offset_of!(RawSqe, ioprio) == 2);
+    assert!(offset_of!(RawSqe, fd) == 4);
+    assert!(offset_of!(RawSqe, off) == 8);
+    assert!(offset_of!(RawSqe, addr) == 16);
+    assert!(offset_of!(RawSqe, len) == 24);
+    // The op flags union (rw_flags, getdents_flags in the patched header, ...).
+    assert!(offset_of!(RawSqe, op_flags) == 28);
+    assert!(offset_of!(RawSqe, user_data) == 32);
+    assert!(offset_of!(RawSqe, buf_index) == 40);
+    assert!(offset_of!(RawSqe, personality) == 42);
+    // The splice_fd_in / file_index union.
+    assert!(offset_of!(RawSqe, splice_fd_in) == 44);
+    assert!(offset_of!(RawSqe, addr3) == 48);
+    assert!(offset_of!(RawSqe, pad2) == 56);
+};
 
 /// The directory a GETDENTS reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! in the VM (patched kernel) or on the host.
 //!
 //! ```text
-//! guest-tests bench-dir DIR [--fallback] [--std] [--tokio] [--repeat N] [--tree]
+//! guest-tests bench-dir DIR [--fallback] [--fallback-inline] [--std] [--tokio] [--repeat N] [--tree]
 //! ```
 //!
 //! Without variant flags all four variants run; with some, the default `Dir` runs plus
@@ -25,6 +25,7 @@ use tokio_uring_dir::DirOptions;
 enum Variant {
     Dir,
     DirFallback,
+    DirFallbackInline,
     Std,
     Tokio,
 }
@@ -34,6 +35,7 @@ impl Variant {
         match self {
             Variant::Dir => "dir",
             Variant::DirFallback => "dir-fallback",
+            Variant::DirFallbackInline => "dir-fallback-inline",
             Variant::Std => "std",
             Variant::Tokio => "tokio",
         }
@@ -48,7 +50,7 @@ struct Args {
 }
 
 const USAGE: &str =
-    "usage: guest-tests bench-dir DIR [--fallback] [--std] [--tokio] [--repeat N] [--tree]";
+    "usage: guest-tests bench-dir DIR [--fallback] [--fallback-inline] [--std] [--tokio] [--repeat N] [--tree]";
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut dir = None;
@@ -59,6 +61,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--fallback") => extra.push(Variant::DirFallback),
+            Some("--fallback-inline") => extra.push(Variant::DirFallbackInline),
             Some("--std") => extra.push(Variant::Std),
             Some("--tokio") => extra.push(Variant::Tokio),
             Some("--tree") => tree = true,
@@ -81,6 +84,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         vec![
             Variant::Dir,
             Variant::DirFallback,
+            Variant::DirFallbackInline,
             Variant::Std,
             Variant::Tokio,
         ]
@@ -241,8 +245,10 @@ fn measure(
 fn run(args: &Args, variant: Variant) -> io::Result<(u64, f64, u64)> {
     let (dir, tree, repeat) = (&args.dir, args.tree, args.repeat);
     match variant {
-        Variant::Dir | Variant::DirFallback => {
-            let opts = DirOptions::new().force_fallback(variant == Variant::DirFallback);
+        Variant::Dir | Variant::DirFallback | Variant::DirFallbackInline => {
+            let opts = DirOptions::new()
+                .force_fallback(variant != Variant::Dir)
+                .inline_fallback(variant == Variant::DirFallbackInline);
             let rt = tokio_uring::Runtime::new(&tokio_uring::builder())?;
             if variant == Variant::Dir {
                 let uring = rt.block_on(async {

@@ -9,7 +9,6 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use uring_getdents::{getdents64, DirFd, DirentIter, Getdents};
@@ -31,8 +30,11 @@ pub const MAX_BUFFER_SIZE: usize = 16 << 20;
 enum Mode {
     /// IORING_OP_GETDENTS on the runtime's ring.
     Uring,
-    /// getdents64(2), inline on the runtime thread.
+    /// getdents64(2) on tokio's blocking pool, so a cold directory does not stall the
+    /// other tasks of the runtime thread.
     Fallback,
+    /// getdents64(2) inline on the runtime thread (see [`DirOptions::inline_fallback`]).
+    FallbackInline,
     /// getdents64(2) at submission time, its result delivered by a NOP completion, so
     /// the in-flight states run on kernels without the op (tests only).
     Emulated,
@@ -55,6 +57,7 @@ enum Mode {
 pub struct DirOptions {
     buffer_size: usize,
     force_fallback: bool,
+    inline_fallback: bool,
     emulate: bool,
 }
 
@@ -71,6 +74,7 @@ impl DirOptions {
         Self {
             buffer_size: DEFAULT_BUFFER_SIZE,
             force_fallback: false,
+            inline_fallback: false,
             emulate: false,
         }
     }
@@ -86,6 +90,15 @@ impl DirOptions {
     /// (for comparisons and benchmarks).
     pub fn force_fallback(mut self, force: bool) -> Self {
         self.force_fallback = force;
+        self
+    }
+
+    /// On the getdents64(2) fallback, call it inline on the runtime thread instead of on
+    /// tokio's blocking pool. Each refill then blocks the thread (and every task on it)
+    /// for one system call, which on a cold directory means disk reads; in exchange a
+    /// warm refill skips the hand-off to a pool thread and back. Off by default.
+    pub fn inline_fallback(mut self, inline: bool) -> Self {
+        self.inline_fallback = inline;
         self
     }
 
@@ -106,31 +119,36 @@ impl DirOptions {
             Mode::Uring
         } else if self.emulate {
             Mode::Emulated
+        } else if self.inline_fallback {
+            Mode::FallbackInline
         } else {
             Mode::Fallback
         };
         let buf = alloc_buffer(self.buffer_size.clamp(MIN_BUFFER_SIZE, MAX_BUFFER_SIZE))
             .map_err(|e| op_error("open", &path, e))?;
         let fd = ops::open_dir(&path)
+            .map_err(|e| op_error("open", &path, e))?
             .await
             .map_err(|e| op_error("open", &path, e))?;
         Ok(Dir {
             state: State::Idle(buf),
-            fd: Rc::new(fd),
+            fd: Arc::new(fd),
             path,
             mode,
         })
     }
 }
 
-/// What a GETDENTS request owns while the kernel may use it.
+/// What a GETDENTS request owns while the kernel may use it; wrapped whole in
+/// [`ops::KernelWritable`], so that at a runtime shutdown the buffer *and* the
+/// descriptor are leaked together rather than freed or closed under the kernel.
 struct ReadData {
-    buf: ops::KernelWritable<Vec<u8>>,
+    buf: Vec<u8>,
     /// A share of the descriptor, so it stays open (and its number is not reused) until
     /// the request completes, even if the [`Dir`] is dropped first: tokio-uring submits
     /// queued entries only when the runtime next parks, and the kernel looks the number
-    /// up then.
-    _fd: Rc<OwnedFd>,
+    /// up then (or later still, in an io-wq worker).
+    _fd: Arc<OwnedFd>,
     /// The result of an emulated read (see [`DirOptions::emulate_in_flight`]).
     emulated: Option<i32>,
 }
@@ -140,7 +158,10 @@ enum State {
     Idle(Vec<u8>),
     /// A read is on the ring. Kept here rather than in the `next()` future, so that
     /// dropping that future loses nothing: the next poll picks the same read up.
-    InFlight(InFlight<ReadData>),
+    InFlight(InFlight<ops::KernelWritable<ReadData>>, ops::SettledWitness),
+    /// A getdents64(2) of the fallback is running on the blocking pool. The task owns
+    /// the buffer and a share of the descriptor, so dropping the Dir meanwhile is safe.
+    Blocking(tokio::task::JoinHandle<(Vec<u8>, io::Result<usize>)>),
     /// `buf[pos..len]` holds records not yet returned.
     Filled {
         buf: Vec<u8>,
@@ -179,10 +200,10 @@ enum State {
 ///
 /// **Fallback.** When the kernel lacks IORING_OP_GETDENTS (decided once per process by
 /// [`uring_getdents::detect`], which never mistakes another opcode for it), or with
-/// [`DirOptions::force_fallback`], entries are read with getdents64(2) called directly,
-/// inline on the runtime thread: each refill blocks the thread for one system call.
-/// Opening, closing and stat still go through the ring. [`Dir::uses_io_uring`] tells
-/// which path is active.
+/// [`DirOptions::force_fallback`], entries are read with getdents64(2) on tokio's
+/// blocking pool, so that a refill that goes to disk does not stall the runtime thread
+/// ([`DirOptions::inline_fallback`] calls it inline instead). Opening, closing and stat
+/// still go through the ring. [`Dir::uses_io_uring`] tells which path is active.
 ///
 /// **Cancellation.** Dropping a [`next`](Self::next) future is safe at any point: a read
 /// it started stays with the `Dir`, and the next call returns its entries; none are lost
@@ -191,11 +212,13 @@ enum State {
 /// **Dropping** a `Dir` without [`close`](Self::close) closes the descriptor
 /// synchronously; if a read is still in flight, the driver keeps the buffer and the
 /// descriptor until the kernel completes it, and closes the descriptor then. Should the
-/// runtime shut down first, the buffer of that read is leaked rather than freed under
-/// the kernel (tokio-uring's driver drops it before cancelling the read).
+/// runtime shut down first, the buffer and descriptor of that read are leaked rather
+/// than freed under the kernel (tokio-uring's driver drops them before cancelling the
+/// read). Entries share the descriptor too (for [`DirEntry::metadata`]), so it closes
+/// when the `Dir` and its last entry are gone.
 pub struct Dir {
     state: State,
-    fd: Rc<OwnedFd>,
+    fd: Arc<OwnedFd>,
     path: Arc<Path>,
     mode: Mode,
 }
@@ -204,7 +227,8 @@ impl std::fmt::Debug for Dir {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.state {
             State::Idle(_) => "idle",
-            State::InFlight(_) => "in flight",
+            State::InFlight(..) => "in flight",
+            State::Blocking(_) => "reading on the blocking pool",
             State::Filled { .. } => "filled",
             State::Done => "done",
         };
@@ -225,9 +249,9 @@ impl Dir {
     /// one [`io::ErrorKind::NotFound`]; the message names the operation and the path
     /// (see [`OpError`](crate::OpError)).
     ///
-    /// If this future is dropped before the open completes, the descriptor the kernel
-    /// may still open is not closed: tokio-uring discards the results of dropped
-    /// operations.
+    /// If this future is dropped before the open completes (a timeout, `select!`), the
+    /// descriptor the kernel may still open is closed when the open completes, noticed
+    /// at the next open on the same thread.
     pub async fn open(path: impl AsRef<Path>) -> io::Result<Dir> {
         DirOptions::new().open(path).await
     }
@@ -278,7 +302,13 @@ impl Dir {
                         Some(Ok(record)) => record,
                     };
                     let entry = (record.name() != "." && record.name() != "..").then(|| {
-                        DirEntry::new(self.path.clone(), record.name(), record.ino, record.d_type)
+                        DirEntry::new(
+                            self.path.clone(),
+                            self.fd.clone(),
+                            record.name(),
+                            record.ino,
+                            record.d_type,
+                        )
                     });
                     let pos = pos + records.position();
                     self.state = State::Filled { buf, len, pos };
@@ -287,20 +317,29 @@ impl Dir {
                     }
                 }
                 State::Idle(buf) => match self.mode {
-                    Mode::Fallback => {
+                    Mode::FallbackInline => {
                         let mut buf = buf;
                         let res = read_now(&self.fd, &mut buf);
                         if let Some(done) = self.finish_read(buf, res) {
                             return Poll::Ready(done);
                         }
                     }
+                    Mode::Fallback => {
+                        let fd = Arc::clone(&self.fd);
+                        self.state = State::Blocking(tokio::task::spawn_blocking(move || {
+                            let mut buf = buf;
+                            let res = read_now(&fd, &mut buf);
+                            (buf, res)
+                        }));
+                    }
                     Mode::Uring | Mode::Emulated => {
-                        self.state = State::InFlight(self.submit_read(buf));
+                        let (op, witness) = self.submit_read(buf);
+                        self.state = State::InFlight(op, witness);
                     }
                 },
-                State::InFlight(mut op) => match Pin::new(&mut op).poll(cx) {
+                State::InFlight(mut op, witness) => match Pin::new(&mut op).poll(cx) {
                     Poll::Pending => {
-                        self.state = State::InFlight(op);
+                        self.state = State::InFlight(op, witness);
                         return Poll::Pending;
                     }
                     Poll::Ready((data, res)) => {
@@ -310,9 +349,25 @@ impl Dir {
                         } else {
                             Ok(res.unsigned_abs() as usize)
                         };
-                        if let Some(done) = self.finish_read(data.buf.into_inner(), res) {
+                        if let Some(done) = self.finish_read(data.into_inner().buf, res) {
                             return Poll::Ready(done);
                         }
+                    }
+                },
+                State::Blocking(mut task) => match Pin::new(&mut task).poll(cx) {
+                    Poll::Pending => {
+                        self.state = State::Blocking(task);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Ok((buf, res))) => {
+                        if let Some(done) = self.finish_read(buf, res) {
+                            return Poll::Ready(done);
+                        }
+                    }
+                    // The buffer went with the task; the listing cannot go on.
+                    Poll::Ready(Err(e)) => {
+                        let err = io::Error::other(format!("getdents64 task failed: {e}"));
+                        return Poll::Ready(Some(Err(op_error("getdents", &self.path, err))));
                     }
                 },
                 State::Done => return Poll::Ready(None),
@@ -321,7 +376,10 @@ impl Dir {
     }
 
     /// Starts a read of the next records into `buf` on the ring.
-    fn submit_read(&self, mut buf: Vec<u8>) -> InFlight<ReadData> {
+    fn submit_read(
+        &self,
+        mut buf: Vec<u8>,
+    ) -> (InFlight<ops::KernelWritable<ReadData>>, ops::SettledWitness) {
         // Bounded by MAX_BUFFER_SIZE, so this never saturates.
         let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
         let (sqe, emulated) = match self.mode {
@@ -333,8 +391,8 @@ impl Dir {
                 };
                 (io_uring_06::opcode::Nop::new().build(), Some(res))
             }
-            // The fallback reads inline and never submits.
-            Mode::Uring | Mode::Fallback => {
+            // The fallbacks read with the system call and never submit.
+            Mode::Uring | Mode::Fallback | Mode::FallbackInline => {
                 let fd = DirFd::Fd(self.fd.as_raw_fd());
                 (Getdents::new(fd, buf.as_mut_ptr(), len).build_v06(), None)
             }
@@ -343,12 +401,13 @@ impl Dir {
         // nothing touches it until the completion hands it back, so the kernel may write
         // through the pointer in the entry until then. The descriptor share keeps the
         // descriptor open just as long.
-        let data = ReadData {
-            buf: ops::KernelWritable::new(buf),
-            _fd: Rc::clone(&self.fd),
+        let data = ops::KernelWritable::new(ReadData {
+            buf,
+            _fd: Arc::clone(&self.fd),
             emulated,
-        };
-        ops::submit(data, sqe)
+        });
+        let witness = data.witness();
+        (ops::submit(data, sqe), witness)
     }
 
     /// Moves to the state after a read and says what to return, if anything yet.
@@ -386,19 +445,23 @@ impl Dir {
     /// discarded. The descriptor is released even when an error is returned, as with
     /// close(2).
     pub async fn close(self) -> io::Result<()> {
-        let Dir {
-            state, fd, path, ..
-        } = self;
-        if let State::InFlight(op) = state {
+        let mut this = self;
+        let state = std::mem::replace(&mut this.state, State::Done);
+        let fd = Arc::clone(&this.fd);
+        let path = Arc::clone(&this.path);
+        // With the state taken, dropping the Dir only drops its descriptor share.
+        drop(this);
+        match state {
             // The read's share of the descriptor is dropped with its data here.
-            drop(op.await);
+            State::InFlight(op, _) => drop(op.await),
+            State::Blocking(task) => drop(task.await),
+            State::Idle(_) | State::Filled { .. } | State::Done => {}
         }
-        match Rc::try_unwrap(fd) {
+        match Arc::try_unwrap(fd) {
             Ok(fd) => ops::close(fd)
                 .await
                 .map_err(|e| op_error("close", &path, e)),
-            // Only reads hold other shares, and none is left; should that ever change,
-            // the last share still closes the descriptor when it is dropped.
+            // Entries still share it: the last of them closes it when dropped.
             Err(_shared) => Ok(()),
         }
     }
@@ -416,6 +479,15 @@ fn alloc_buffer(size: usize) -> io::Result<Vec<u8>> {
 /// getdents64(2) on the calling thread.
 fn read_now(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     getdents64(fd.as_fd(), buf)
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        if let State::InFlight(op, witness) = std::mem::replace(&mut self.state, State::Done) {
+            witness.before_dropping_the_future();
+            drop(op);
+        }
+    }
 }
 
 impl Stream for Dir {

@@ -1,29 +1,52 @@
 //! Directory entries and what can be learned about them.
 
 use crate::error::op_error;
-use crate::ops::statx_nofollow;
+use crate::ops::statx_at_nofollow;
 use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One entry of a directory, as returned by [`Dir::next`](crate::Dir::next).
 ///
-/// It owns its name and shares the directory's path, so it can outlive the
-/// [`Dir`](crate::Dir) and be sent to other threads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// It owns its name and shares the directory's path and descriptor, so it can outlive
+/// the [`Dir`](crate::Dir) and be sent to other threads; like `std::fs::DirEntry`, it
+/// keeps the directory's descriptor open while it lives, since [`metadata`](Self::metadata)
+/// looks the name up relative to it. Two entries are equal when they name the same
+/// entry of the same path.
+#[derive(Debug, Clone)]
 pub struct DirEntry {
     dir: Arc<Path>,
+    dir_fd: Arc<OwnedFd>,
     name: OsString,
     ino: u64,
     d_type: u8,
 }
 
+impl PartialEq for DirEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.dir == other.dir
+            && self.name == other.name
+            && self.ino == other.ino
+            && self.d_type == other.d_type
+    }
+}
+
+impl Eq for DirEntry {}
+
 impl DirEntry {
-    pub(crate) fn new(dir: Arc<Path>, name: &OsStr, ino: u64, d_type: u8) -> Self {
+    pub(crate) fn new(
+        dir: Arc<Path>,
+        dir_fd: Arc<OwnedFd>,
+        name: &OsStr,
+        ino: u64,
+        d_type: u8,
+    ) -> Self {
         Self {
             dir,
+            dir_fd,
             name: name.to_owned(),
             ino,
             d_type,
@@ -49,28 +72,45 @@ impl DirEntry {
     ///
     /// Free when the filesystem reports it in the directory entry (`d_type`), as
     /// ext2/3/4, tmpfs, btrfs, xfs and most others do. Otherwise (`DT_UNKNOWN`) it costs
-    /// one statx on the ring, applied to [`path`](Self::path); that can fail, for
-    /// example with `NotFound` when the entry was removed meanwhile.
+    /// one statx on the ring, of the name relative to the directory's descriptor; that
+    /// can fail, for example with `NotFound` when the entry was removed meanwhile.
     pub async fn file_type(&self) -> io::Result<FileType> {
         if let Some(t) = FileType::from_d_type(self.d_type) {
             return Ok(t);
         }
-        let path = self.path();
-        let stx = statx_nofollow(&path, libc::STATX_TYPE)
-            .await
-            .map_err(|e| op_error("statx", &path, e))?;
+        let stx = self.statx(libc::STATX_TYPE).await?;
+        if stx.stx_mask & libc::STATX_TYPE == 0 {
+            return Err(self.missing("a file type"));
+        }
         Ok(FileType::from_mode(u32::from(stx.stx_mode)))
     }
 
     /// Metadata of the entry, without following symlinks (like
-    /// [`std::fs::symlink_metadata`]), through one statx on the ring applied to
-    /// [`path`](Self::path).
+    /// [`std::fs::DirEntry::metadata`]), through one statx on the ring of the name
+    /// relative to the directory's descriptor (fstatat semantics: independent of the
+    /// working directory and of the path's length). An `InvalidData` error when the
+    /// filesystem does not report the type, mode or size.
     pub async fn metadata(&self) -> io::Result<Metadata> {
-        let path = self.path();
-        let stx = statx_nofollow(&path, libc::STATX_BASIC_STATS)
-            .await
-            .map_err(|e| op_error("statx", &path, e))?;
+        let stx = self.statx(libc::STATX_BASIC_STATS).await?;
+        let needed = libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_SIZE;
+        if stx.stx_mask & needed != needed {
+            return Err(self.missing("the type, mode and size"));
+        }
         Ok(Metadata::from_statx(&stx))
+    }
+
+    async fn statx(&self, mask: u32) -> io::Result<libc::statx> {
+        statx_at_nofollow(&self.dir_fd, &self.name, mask)
+            .await
+            .map_err(|e| op_error("statx", &self.path(), e))
+    }
+
+    fn missing(&self, what: &str) -> io::Error {
+        let err = io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the filesystem did not report {what}"),
+        );
+        op_error("statx", &self.path(), err)
     }
 }
 
@@ -345,10 +385,18 @@ mod tests {
         std::fs::create_dir(dir.join("d")).unwrap();
         std::fs::write(dir.join("f"), b"x").unwrap();
         std::os::unix::fs::symlink("d", dir.join("l")).unwrap();
+        let dir_fd = Arc::new(OwnedFd::from(std::fs::File::open(&*dir).unwrap()));
         tokio_uring::start(async {
             // What a filesystem without d_type (some FUSE, old XFS) reports.
-            let unknown =
-                |name: &str| DirEntry::new(dir.clone(), OsStr::new(name), 0, libc::DT_UNKNOWN);
+            let unknown = |name: &str| {
+                DirEntry::new(
+                    dir.clone(),
+                    dir_fd.clone(),
+                    OsStr::new(name),
+                    0,
+                    libc::DT_UNKNOWN,
+                )
+            };
             assert!(unknown("d").file_type().await.unwrap().is_dir());
             assert!(unknown("f").file_type().await.unwrap().is_file());
             assert!(unknown("l").file_type().await.unwrap().is_symlink());

@@ -19,8 +19,8 @@
 //! [`UnsubmittedOneshot`](tokio_uring::UnsubmittedOneshot): opening (OPENAT), reading
 //! (GETDENTS, the opcode this project's kernel patch adds), stat (STATX) and closing
 //! (CLOSE). On kernels without GETDENTS, detected once per process with
-//! [`uring_getdents::detect`], entries are read with getdents64(2) instead, inline on the
-//! runtime thread, with identical results; [`Dir::uses_io_uring`] tells which path is
+//! [`uring_getdents::detect`], entries are read with getdents64(2) instead, on tokio's
+//! blocking pool (or inline, by choice), with identical results; [`Dir::uses_io_uring`] tells which path is
 //! active and [`DirOptions::force_fallback`] forces the system call.
 //!
 //! - [`Dir`]: the open directory; [`Dir::next`] returns one [`DirEntry`] at a time, and

@@ -165,3 +165,42 @@ fn relative_paths_and_entry_paths() {
         d.close().await.unwrap();
     });
 }
+
+#[test]
+fn the_fallback_reads_off_the_runtime_thread() {
+    let tmp = tempfile::tempdir().unwrap();
+    populate(tmp.path(), 10, numbered);
+    tokio_uring::start(async {
+        // On the blocking pool, the first poll of a refill cannot have the entries yet:
+        // the runtime thread is free for other tasks meanwhile.
+        let mut d = DirOptions::new()
+            .force_fallback(true)
+            .open(tmp.path())
+            .await
+            .unwrap();
+        let first = poll_once(std::pin::pin!(d.next())).await;
+        assert!(
+            first.is_pending(),
+            "the fallback read on the runtime thread"
+        );
+        // The read it started is kept: the listing is still complete.
+        let mut n = 0;
+        while let Some(e) = d.next().await {
+            e.unwrap();
+            n += 1;
+        }
+        assert_eq!(n, 10);
+        d.close().await.unwrap();
+
+        // Inline, the first poll already has an entry.
+        let mut d = DirOptions::new()
+            .force_fallback(true)
+            .inline_fallback(true)
+            .open(tmp.path())
+            .await
+            .unwrap();
+        let first = poll_once(std::pin::pin!(d.next())).await;
+        assert!(matches!(first, std::task::Poll::Ready(Some(Ok(_)))));
+        d.close().await.unwrap();
+    });
+}

@@ -110,6 +110,10 @@ pub fn variants() -> Vec<(&'static str, DirOptions)> {
     vec![
         ("default", DirOptions::new()),
         ("fallback", DirOptions::new().force_fallback(true)),
+        (
+            "inline fallback",
+            DirOptions::new().force_fallback(true).inline_fallback(true),
+        ),
         ("small buffer", DirOptions::new().buffer_size(512)),
         (
             "small buffer fallback",

@@ -85,7 +85,7 @@ pub(crate) struct Rec {
     name: OsString,
 }
 
-fn parse(buf: &[u8]) -> Result<Vec<Rec>> {
+pub(crate) fn parse(buf: &[u8]) -> Result<Vec<Rec>> {
     DirentIter::new(buf)
         .map(|r| {
             let e = r?;
@@ -547,6 +547,39 @@ fn fixed_and_linked() -> Result<()> {
     ensure!(results[3] == 0, "close of the slot: {}", results[3]);
     let got = parse(&buf[..results[2] as usize])?;
     ensure!(got == want, "linked getdents listing differs");
+
+    // An O_PATH directory can reach the op only as a fixed file (fdget() hides it from
+    // the syscall, and registering one is refused): the answer must be the syscall's.
+    let opath = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)
+        .map(OwnedFd::from)
+        .context("open O_PATH")?;
+    let mut small = vec![0u8; 4096];
+    let sys = getdents64(opath.as_fd(), &mut small);
+    let sys = sys.err().and_then(|e| e.raw_os_error());
+    ensure!(
+        sys == Some(libc::EBADF),
+        "getdents64 of an O_PATH fd: {sys:?}"
+    );
+    let open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
+        .flags(libc::O_PATH | libc::O_DIRECTORY)
+        .file_index(Some(
+            types::DestinationSlot::try_from_slot_target(1).map_err(|_| anyhow::anyhow!("slot"))?,
+        ))
+        .build();
+    let res = ring.submit_one(open)?;
+    ensure!(res == 0, "O_PATH openat into slot: {res}");
+    let res = ring.submit_one(
+        Getdents::new(DirFd::Fixed(1), small.as_mut_ptr(), 4096)
+            .build()
+            .flags(Flags::FIXED_FILE),
+    )?;
+    ensure!(
+        res == -libc::EBADF,
+        "the op on a fixed O_PATH directory returned {res}, getdents64(2) -EBADF"
+    );
     Ok(())
 }
 

@@ -9,19 +9,97 @@
 //! check can fail) and still returns exactly what getdents64(2) returns.
 
 use crate::fixtures::{numbered, populate};
-use crate::getdents::{compare, op_read, open_dir, read_all, require_op, sys_read, Ring};
+use crate::getdents::{compare, op_read, open_dir, parse, read_all, require_op, sys_read, Ring};
 use crate::Test;
 use anyhow::{bail, ensure, Context, Result};
-use std::os::fd::AsRawFd;
+use io_uring::{opcode, types};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
+use uring_getdents::{DirFd, Getdents};
 
 /// The inline tests.
 pub fn tests() -> Vec<Test> {
-    vec![Test {
-        name: "getdents_inline_when_warm",
-        needs: crate::with_ext4!("cpus=2 mem=1024 timeout=1500"),
-        run: inline_when_warm,
-    }]
+    vec![
+        Test {
+            name: "getdents_inline_when_warm",
+            needs: crate::with_ext4!("cpus=2 mem=1024 timeout=1500"),
+            run: inline_when_warm,
+        },
+        Test {
+            name: "getdents_inline_not_cut_short_by_task_work",
+            needs: "",
+            run: not_cut_short_by_task_work,
+        },
+    ]
+}
+
+/// An inline read must fill the buffer even when io_uring task work is pending for
+/// the submitter (it is, whenever a completion of another request was queued to the
+/// task: TIF_NOTIFY_SIGNAL, which `signal_pending()` also reports). Made deterministic
+/// by one submission of two entries: a WRITE to a pipe that a READ of ours waits on
+/// (the pipe's wake-up queues that READ's completion as task work), then the GETDENTS.
+fn not_cut_short_by_task_work() -> Result<()> {
+    require_op()?;
+    let dir = Path::new("/tmp/task-work");
+    populate(dir, 300, numbered)?;
+    let fd = open_dir(dir)?;
+    let mut want = vec![0u8; 4096];
+    let n = uring_getdents::getdents64(fd.as_fd(), &mut want).context("getdents64")?;
+    let want = parse(&want[..n])?;
+    nix::unistd::lseek(fd.as_raw_fd(), 0, nix::unistd::Whence::SeekSet)?;
+
+    let (pipe_r, pipe_w) = nix::unistd::pipe().context("pipe")?;
+    let mut ring = io_uring::IoUring::new(8).context("io_uring_setup")?;
+    let mut byte = [0u8; 1];
+    let mut buf = vec![0u8; 4096];
+    let read = opcode::Read::new(types::Fd(pipe_r.as_raw_fd()), byte.as_mut_ptr(), 1)
+        .build()
+        .user_data(1);
+    let write = opcode::Write::new(types::Fd(pipe_w.as_raw_fd()), b"x".as_ptr(), 1)
+        .build()
+        .user_data(2);
+    let getdents = Getdents::new(DirFd::Fd(fd.as_raw_fd()), buf.as_mut_ptr(), 4096)
+        .build()
+        .user_data(3);
+    // SAFETY: the pipe byte, the buffer and the descriptors outlive the ring's use of
+    // them: every completion is waited for below before they go out of scope.
+    unsafe { ring.submission().push(&read).ok().context("SQ full")? };
+    ring.submit().context("submitting the READ")?;
+    // SAFETY: as above.
+    unsafe {
+        ring.submission().push(&write).ok().context("SQ full")?;
+        ring.submission().push(&getdents).ok().context("SQ full")?;
+    }
+    ring.submit_and_wait(3)
+        .context("submitting WRITE and GETDENTS")?;
+    let mut got = None;
+    let mut seen = 0;
+    while seen < 3 {
+        for cqe in ring.completion() {
+            seen += 1;
+            ensure!(
+                cqe.result() >= 0,
+                "request {} failed: {}",
+                cqe.user_data(),
+                std::io::Error::from_raw_os_error(-cqe.result())
+            );
+            if cqe.user_data() == 3 {
+                got = Some(cqe.result());
+            }
+        }
+        if seen < 3 {
+            ring.submit_and_wait(1)?;
+        }
+    }
+    let n = got.context("no GETDENTS completion")?;
+    let got = parse(&buf[..n as usize])?;
+    ensure!(
+        got == want,
+        "with task work pending the op read {} records into 4 KiB, getdents64(2) {}",
+        got.len(),
+        want.len()
+    );
+    Ok(())
 }
 
 /// `FS_IOC_GETFLAGS`' bit for a directory stored as a hash tree (ext2/3/4 `INDEX_FL`).

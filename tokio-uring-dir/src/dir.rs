@@ -481,6 +481,14 @@ fn read_now(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     getdents64(fd.as_fd(), buf)
 }
 
+impl AsFd for Dir {
+    /// The directory's descriptor, for calls this crate does not wrap (fstat, openat of
+    /// a child). Reading through it moves the position the `Dir` reads from.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl Drop for Dir {
     fn drop(&mut self) {
         if let State::InFlight(op, witness) = std::mem::replace(&mut self.state, State::Done) {

@@ -1,7 +1,7 @@
 //! Dropping a `next()` future while its read is in flight loses and repeats nothing.
 //!
-//! On a kernel without IORING_OP_GETDENTS the fallback never leaves a read in flight, so
-//! these tests also use the emulated mode, where a real ring request (a NOP carrying the
+//! On a kernel without IORING_OP_GETDENTS the fallback leaves a read in flight only on
+//! the blocking pool, so these tests also use the emulated mode, where a real ring request (a NOP carrying the
 //! result of a getdents64 already done) is pending when the future is dropped: exactly
 //! the situation of a GETDENTS the kernel has completed but nobody has reaped.
 
@@ -10,6 +10,8 @@ mod common;
 use common::*;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::MetadataExt;
 use std::task::Poll;
 use tokio_uring_dir::{Dir, DirOptions};
 
@@ -142,10 +144,23 @@ fn drop_with_a_read_in_flight_and_keep_going() {
 fn dir_outliving_its_runtime_with_a_read_in_flight() {
     let tmp = tempfile::tempdir().unwrap();
     populate(tmp.path(), 10, numbered);
-    // The runtime shuts down while the read is in flight; its driver waits for the
-    // kernel before freeing anything, and the Dir is dropped afterwards. Here: that
-    // neither step panics or crashes; tests/descriptors.rs checks that no descriptor
-    // survives it, src/ops.rs that the buffer is leaked rather than freed under the
-    // kernel.
-    drop(dir_outliving_its_runtime(tmp.path()));
+    let want = std::fs::metadata(tmp.path()).unwrap();
+    // The runtime shuts down while the read is in flight; its driver settles the read
+    // before it goes away, so dropping the Dir afterwards frees the read's data and
+    // closes the descriptor (rather than leaking it, as during the shutdown itself).
+    let d = dir_outliving_its_runtime(tmp.path());
+    let raw = d.as_fd().as_raw_fd();
+    drop(d);
+    // The number is closed, or (other tests run in parallel) reused for another file.
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat writes a struct stat into the buffer it is given.
+    let rc = unsafe { libc::fstat(raw, st.as_mut_ptr()) };
+    if rc == 0 {
+        // SAFETY: fstat succeeded, so it filled the struct.
+        let st = unsafe { st.assume_init() };
+        assert!(
+            (st.st_dev, st.st_ino) != (want.dev(), want.ino()),
+            "the directory stayed open after its Dir was dropped"
+        );
+    }
 }

@@ -44,8 +44,12 @@ fn exit_statuses_are_mirrored() {
         (&["no-such-program"], 127),
         (&["sh", "-c", "kill -TERM $$"], 143),
         (&["sh", "-c", "kill -KILL $$"], 137),
+        // Real-time signals: 128 + N as for any other (34 = SIGRTMIN, 64 = SIGRTMAX).
+        (&["sh", "-c", "kill -34 $$"], 162),
+        (&["sh", "-c", "kill -64 $$"], 192),
     ];
     for (cmd, want) in cases {
+        // A status the guest cannot decode would show as a TIMEOUT (124) after 120 s.
         let mut args = vec!["--no-src", "--timeout", "120"];
         args.extend_from_slice(cmd);
         let out = run(&args);

@@ -7,7 +7,6 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -347,18 +346,32 @@ fn handle_signals(signals: &Signals, job: &mut Running) {
 }
 
 /// Reaps every exited child (orphans included), recording the job leader's status.
+///
+/// Decoded from the raw wait status rather than through nix's `WaitStatus`, which has
+/// no value for a death by a real-time signal (34-64): it reports an error for one
+/// *after* the child was reaped, and the job's status would be lost with it.
 fn reap_all(mut job: Option<&mut Running>) {
     loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => record(&mut job, pid, JobEnd::Exited(code)),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                record(&mut job, pid, JobEnd::Signaled(sig as i32))
-            }
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-            Ok(_) => {}
-            Err(Errno::EINTR) => {}
-            Err(_) => return,
+        let mut status = 0;
+        // SAFETY: waitpid only writes the wait status into the int it is given.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid == 0 {
+            return;
         }
+        if pid < 0 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                // ECHILD: nothing left; anything else cannot be retried usefully.
+                _ => return,
+            }
+        }
+        let pid = Pid::from_raw(pid);
+        if libc::WIFEXITED(status) {
+            record(&mut job, pid, JobEnd::Exited(libc::WEXITSTATUS(status)));
+        } else if libc::WIFSIGNALED(status) {
+            record(&mut job, pid, JobEnd::Signaled(libc::WTERMSIG(status)));
+        }
+        // Stops and continuations are not reported: no WUNTRACED or WCONTINUED.
     }
 }
 

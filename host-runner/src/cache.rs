@@ -16,15 +16,44 @@ pub fn cache_root() -> Result<PathBuf> {
         }
     };
     let root = base.join("uring-getdents");
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    private_dir(&root)?;
     Ok(root)
 }
 
 /// A subdirectory of the cache, created on demand.
 pub fn cache_dir(name: &str) -> Result<PathBuf> {
     let dir = cache_root()?.join(name);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    private_dir(&dir)?;
     Ok(dir)
+}
+
+/// Creates `dir` (and missing parents) and makes it 0700, also when it already existed
+/// with wider permissions: the cache holds images of the user's directories
+/// (`--disk ~/private:/x`) and console logs of their jobs, which no other local user
+/// may read.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private (0700)", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Permissions for per-run temporary directories (sockets, scratch disks): the owner
+/// only.
+pub fn private_permissions() -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(0o700)
 }
 
 /// Accumulates the inputs of a cached artifact into a short hex key.
@@ -110,6 +139,17 @@ pub fn build_once(
 
 /// Moves a finished artifact into place atomically so readers never see half a file.
 pub fn publish(tmp: &Path, dest: &Path) -> Result<()> {
+    // A file is flushed first, so that a crash after the rename cannot leave a cached
+    // artifact with holes that the next run trusts; and it is made owner-only (a root
+    // image holds copies of the user's files).
+    if tmp.is_file() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} private", tmp.display()))?;
+        File::open(tmp)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("flushing {}", tmp.display()))?;
+    }
     std::fs::rename(tmp, dest)
         .with_context(|| format!("moving {} to {}", tmp.display(), dest.display()))
 }
@@ -177,6 +217,39 @@ pub fn prune(
         }
     }
     deleted
+}
+
+#[cfg(test)]
+mod private_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn cache_dirs_and_published_files_are_owner_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        // New, nested.
+        let dir = tmp.path().join("a/b");
+        private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        // Existing and world-readable (an older version's cache).
+        let old = tmp.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&old).unwrap();
+        assert_eq!(mode(&old), 0o700);
+        // A published file.
+        let src = tmp.path().join("img.tmp");
+        std::fs::write(&src, b"data").unwrap();
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let dest = tmp.path().join("img");
+        publish(&src, &dest).unwrap();
+        assert_eq!(mode(&dest), 0o600);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"data");
+    }
 }
 
 #[cfg(test)]

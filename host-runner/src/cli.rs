@@ -302,6 +302,7 @@ pub fn attach_scratch(
     }
     let dir = tempfile::Builder::new()
         .prefix("uring-getdents-scratch.")
+        .permissions(crate::cache::private_permissions())
         .tempdir()
         .context("temporary directory for scratch disks")?;
     for (i, s) in specs.iter().enumerate() {

@@ -332,6 +332,7 @@ pub fn run_vm(
     }
     let dir = tempfile::Builder::new()
         .prefix("microvm-")
+        .permissions(crate::cache::private_permissions())
         .tempdir()
         .context("creating the VM's temp dir")?;
     let mut channel = plan_channel(req.channel, caps, dir.path())?;

@@ -131,8 +131,16 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
     let tests = discover(&guest_bin_dir)?;
     let chosen = select(&tests, &args.filters);
     if args.list {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
         for t in &chosen {
-            println!("{}", t.name);
+            if let Err(e) = writeln!(out, "{}", t.name) {
+                // `test --list | head`: the reader has what it wanted.
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(128 + libc::SIGPIPE);
+                }
+                return Err(e).context("writing the test list");
+            }
         }
         return Ok(0);
     }
@@ -167,7 +175,7 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
                 while let Some(t) = next_test(&queue, &interrupts) {
                     let verdict = match skip_reason(t, &args.vm.kernel) {
                         Some(why) => {
-                            println!("SKIP {}: {why}", t.name);
+                            interrupts.say(&format!("SKIP {}: {why}\n", t.name));
                             Verdict::Skip
                         }
                         None => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -176,7 +184,7 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
                         .unwrap_or_else(|_| {
                             // A bug of the runner's, reported as this test's failure;
                             // the others still run and the summary still comes.
-                            println!("FAIL {} (runner panicked)", t.name);
+                            interrupts.say(&format!("FAIL {} (runner panicked)\n", t.name));
                             Verdict::Fail
                         }),
                     };
@@ -195,7 +203,7 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
         // Stopped ones are counted already; the rest never started.
         tally.interrupted += chosen.len().saturating_sub(tally.counted());
     }
-    println!("{}", tally.summary());
+    interrupts.say(&format!("{}\n", tally.summary()));
     Ok(match stopped_by {
         Some(sig) => 128 + sig,
         None if tally.all_good(chosen.len()) => 0,
@@ -221,28 +229,54 @@ impl Interrupts {
         let running: Arc<Mutex<Vec<Sender<i32>>>> = Default::default();
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
             .context("installing signal handlers")?;
-        let (flag, senders) = (stopped_by.clone(), running.clone());
+        let this = Interrupts {
+            stopped_by,
+            running,
+        };
+        let handler = Interrupts {
+            stopped_by: this.stopped_by.clone(),
+            running: this.running.clone(),
+        };
         std::thread::spawn(move || {
             for sig in signals.forever() {
-                if flag
-                    .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_err()
-                {
+                if !handler.stop(sig) {
                     // A second one: the user wants out now, whatever still runs (a
                     // build or a cache lock the VMs' ending does not reach).
                     std::process::exit(128 + sig);
                 }
-                if let Ok(senders) = senders.lock() {
-                    for tx in senders.iter() {
-                        let _ = tx.send(sig);
-                    }
-                }
             }
         });
-        Ok(Interrupts {
-            stopped_by,
-            running,
-        })
+        Ok(this)
+    }
+
+    /// Stops the suite as signal `sig` would; false if it was already stopping.
+    fn stop(&self, sig: i32) -> bool {
+        if self
+            .stopped_by
+            .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return false;
+        }
+        if let Ok(senders) = self.running.lock() {
+            for tx in senders.iter() {
+                let _ = tx.send(sig);
+            }
+        }
+        true
+    }
+
+    /// Writes report lines to stdout. When its reader has gone (`host-runner test |
+    /// head`), the suite stops as a SIGPIPE would stop a C program, with status 141,
+    /// instead of panicking in `println!` or running on unread.
+    fn say(&self, text: &str) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                self.stop(libc::SIGPIPE);
+            }
+        }
     }
 
     fn stopped_by(&self) -> Option<i32> {
@@ -407,7 +441,7 @@ fn run_one(
     if let Ok(report) = &result {
         if let launcher::Outcome::Interrupted(sig) = report.outcome {
             // The user stopped the suite: not a verdict on the test.
-            println!("STOPPED {} (signal {sig})", t.name);
+            interrupts.say(&format!("STOPPED {} (signal {sig})\n", t.name));
             return Verdict::Stopped;
         }
     }
@@ -435,18 +469,16 @@ fn run_one(
             None,
         ),
     };
-    // One lock for the whole block so parallel tests do not interleave their reports.
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    use std::io::Write;
-    let _ = writeln!(out, "{line}");
+    // One write for the whole block so parallel tests do not interleave their reports.
+    let mut block = format!("{line}\n");
     if !passed {
-        let _ = write!(out, "{}", indent(&String::from_utf8_lossy(&captured.text)));
+        block.push_str(&indent(&String::from_utf8_lossy(&captured.text)));
         if let Some(c) = console {
-            let _ = writeln!(out, "{c}");
+            block.push_str(&c);
+            block.push('\n');
         }
     }
-    let _ = out.flush();
+    interrupts.say(&block);
     if passed {
         Verdict::Pass
     } else {

@@ -687,3 +687,21 @@ fn descendants_get_a_grace_period_then_are_ended_even_outside_the_job_group() {
     }
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+#[test]
+fn a_closed_stdout_ends_the_test_command_as_sigpipe_not_as_a_panic() {
+    // `host-runner test --list | head -0`: the reader is gone before the list is written
+    // (listing first builds the guest binaries, which takes a while).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_host-runner"))
+        .args(["test", "--list"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("host-runner starts");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("host-runner ends");
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}

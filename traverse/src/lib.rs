@@ -10,9 +10,11 @@
 //! is reported and the walk goes on, the run then exiting 1, as with du.
 //!
 //! Three engines walk the same way and differ only in how they reach the kernel:
-//! [`Engine::Sync`] (plain syscalls, one thread), [`Engine::Tokio`] (tokio's fs on its
-//! blocking pool) and [`Engine::Uring`] (io_uring, many directories in flight, getdents
-//! through IORING_OP_GETDENTS when the kernel has it).
+//! [`Engine::Sync`] (plain syscalls, one thread), [`Engine::Tokio`] (the same calls, one
+//! blocking-pool hop per directory, many directories in flight) and [`Engine::Uring`]
+//! (io_uring, many directories in flight, getdents through IORING_OP_GETDENTS when the
+//! kernel has it). A fourth, [`Engine::TokioPerEntry`], is tokio::fs as a naive user
+//! writes it (one hop per entry, full paths), kept as a comparison.
 
 #![deny(missing_docs)]
 
@@ -21,6 +23,7 @@ mod count;
 mod stopwatch;
 mod sync_walk;
 mod sys;
+mod tokio_per_entry;
 mod tokio_walk;
 mod uring_walk;
 
@@ -31,8 +34,12 @@ pub use count::{Totals, WalkError};
 pub enum Engine {
     /// One thread, plain syscalls (getdents64, fstatat).
     Sync,
-    /// tokio::fs (read_dir, symlink_metadata) on tokio's blocking thread pool.
+    /// tokio, as a user who knows the *at calls writes it: per directory one
+    /// spawn_blocking that opens it under its parent's descriptor, reads it and
+    /// fstatat's its entries; many directories in flight.
     Tokio,
+    /// tokio::fs as a naive user writes it: one spawn_blocking per entry, full paths.
+    TokioPerEntry,
     /// io_uring: openat/getdents/statx/close through the ring, many directories at once.
     Uring,
 }
@@ -43,6 +50,7 @@ pub fn count(path: &std::path::Path, engine: Engine) -> Result<Totals, WalkError
     match engine {
         Engine::Sync => sync_walk::count(path),
         Engine::Tokio => tokio_walk::count(path),
+        Engine::TokioPerEntry => tokio_per_entry::count(path),
         Engine::Uring => uring_walk::count(path),
     }
 }

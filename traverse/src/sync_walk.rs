@@ -57,6 +57,17 @@ pub fn read_dir_counting(
     (subdirs, error)
 }
 
+/// [`read_dir_counting`], and a listing that failed part way reported (or, vanished,
+/// skipped) as [`sys::listing_failed`] says: one directory's whole share of the walk
+/// once it is open, which the tokio engine runs as its one blocking hop per directory.
+pub fn read_listing(fd: &OwnedFd, path: &Path, buf: &mut [u8], tally: &mut Tally) -> Vec<CString> {
+    let (subdirs, error) = read_dir_counting(fd, path, buf, tally);
+    if let Some(e) = error {
+        sys::listing_failed(tally, path, &e);
+    }
+    subdirs
+}
+
 /// Counts an entry whose path may exceed PATH_MAX: its parent is reached by openat one
 /// component at a time. Counts the entry itself when `count_self`, and its contents if
 /// it is a directory.
@@ -107,19 +118,40 @@ pub fn count_subtree_at(
     budget: usize,
     tally: &mut Tally,
 ) {
-    let mut opened = sys::open_dir_at(Some(parent.as_fd()), name);
-    // The caller holds nothing it could give back, but other threads of the process
-    // close directories as they finish them: wait (boundedly) before calling the
-    // subtree unreadable.
+    let opened = open_subdir_waiting(parent.as_fd(), name);
+    if let Some((fd, st)) = sys::count_subdir(parent.as_fd(), name, &path, opened, tally) {
+        walk_within(fd, path, &st, budget, tally);
+    }
+}
+
+/// Opens the listed subdirectory `name` of `parent` for a caller that holds no
+/// descriptor it could give back: other threads of the process close directories as
+/// they finish them, so running out of descriptors is waited out (boundedly) before the
+/// subtree is called unreadable.
+pub fn open_subdir_waiting(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    let mut opened = sys::open_dir_at(Some(parent), name);
     let mut waits = 0;
     while sys::is_out_of_fds(&opened) && waits < OUT_OF_FDS_WAITS {
         std::thread::sleep(std::time::Duration::from_millis(1));
         waits += 1;
-        opened = sys::open_dir_at(Some(parent.as_fd()), name);
+        opened = sys::open_dir_at(Some(parent), name);
     }
-    if let Some((fd, st)) = sys::count_subdir(parent.as_fd(), name, &path, opened, tally) {
-        walk_within(fd, path, &st, budget, tally);
+    opened
+}
+
+/// Opens again, by its path of any length, a directory whose descriptor was given up,
+/// refusing it unless it still has the device and inode `id` it was read with.
+pub fn reopen_by_path(path: &Path, id: (u64, u64)) -> io::Result<OwnedFd> {
+    open_long(path).and_then(|fd| same_dir(fd, id))
+}
+
+/// `fd` if it is the directory `id` (device, inode) names, an error if it is another.
+fn same_dir(fd: OwnedFd, id: (u64, u64)) -> io::Result<OwnedFd> {
+    let st = sys::statx_fd(fd.as_fd())?;
+    if (st.dev, st.ino) != id {
+        return Err(io::Error::other("directory moved during the walk"));
     }
+    Ok(fd)
 }
 
 /// Opens a directory by a path of any length, one component at a time.
@@ -208,11 +240,7 @@ fn walk_within(fd: OwnedFd, path: PathBuf, st: &EntryStat, budget: usize, tally:
                 open += 1;
             }
             Err(e) => {
-                tally.error(format!(
-                    "cannot return to '{}': {}",
-                    parent.path.display(),
-                    sys::strerror(&e)
-                ));
+                tally.error(sys::cannot_return(&parent.path, &e));
                 parent.next = parent.subdirs.len();
             }
         }
@@ -227,13 +255,7 @@ fn reopen_top(stack: &[Frame], child: Option<&OwnedFd>) -> io::Result<OwnedFd> {
     let Some((target, ancestors)) = stack.split_last() else {
         return Err(io::Error::other("no directory to return to"));
     };
-    let expect = |fd: OwnedFd| -> io::Result<OwnedFd> {
-        let st = sys::statx_fd(fd.as_fd())?;
-        if (st.dev, st.ino) != (target.dev, target.ino) {
-            return Err(io::Error::other("directory moved during the walk"));
-        }
-        Ok(fd)
-    };
+    let expect = |fd: OwnedFd| same_dir(fd, (target.dev, target.ino));
     if let Some(child) = child {
         let via_dotdot = sys::open_dir_at(Some(child.as_fd()), c"..").and_then(expect);
         if via_dotdot.is_ok() || sys::is_out_of_fds(&via_dotdot) {
@@ -266,10 +288,7 @@ fn enter(
     buf: &mut [u8],
     tally: &mut Tally,
 ) {
-    let (subdirs, error) = read_dir_counting(&fd, &path, buf, tally);
-    if let Some(e) = error {
-        sys::listing_failed(tally, &path, &e);
-    }
+    let subdirs = read_listing(&fd, &path, buf, tally);
     *open += 1;
     stack.push(Frame {
         fd: Some(fd),

@@ -251,6 +251,12 @@ pub fn cannot_read(path: &std::path::Path, err: &io::Error) -> String {
     )
 }
 
+/// Formats the error for a directory whose descriptor was given up (too many open) and
+/// that cannot be opened again as the same directory: the rest of it is not walked.
+pub fn cannot_return(path: &std::path::Path, err: &io::Error) -> String {
+    format!("cannot return to '{}': {}", path.display(), strerror(err))
+}
+
 /// Formats the error du prints for an entry it cannot stat.
 pub fn cannot_access(path: &std::path::Path, err: &io::Error) -> String {
     format!("cannot access '{}': {}", path.display(), strerror(err))

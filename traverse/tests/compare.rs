@@ -48,7 +48,7 @@ fn depth_five_thousand_within_a_small_descriptor_limit() {
     let t = TestTree::new();
     t.deep("deep", 5000);
     // Counted once although one engine may stat it by path near the top and by
-    // descriptor at the bottom (the tokio engine leaves PATH_MAX to the sync walker).
+    // descriptor at the bottom (tokio-per-entry leaves PATH_MAX to the sync walker).
     t.file("shallow", 1000)
         .hardlink_at_bottom("deep", "shallow");
     // 64 descriptors: far fewer than the depth, so open directories must stay bounded.
@@ -63,8 +63,8 @@ fn depth_five_thousand_within_a_small_descriptor_limit() {
 
 #[test]
 fn several_paths_beyond_path_max_at_once_within_a_small_descriptor_limit() {
-    // Side by side, each deep beyond PATH_MAX: the tokio engine hands each to the sync
-    // walker, which must not hold descriptors for several at once.
+    // Side by side, each deep beyond PATH_MAX: the tokio-per-entry engine hands each to
+    // the sync walker, which must not hold descriptors for several at once.
     let t = TestTree::new();
     for i in 0..4 {
         t.deep(format!("deep{i}"), 2500);
@@ -76,6 +76,50 @@ fn several_paths_beyond_path_max_at_once_within_a_small_descriptor_limit() {
             ..As::default()
         },
     );
+}
+
+#[test]
+fn branching_trees_within_a_small_descriptor_limit() {
+    // The tokio engine keeps a directory open while its subdirectories wait; here more
+    // wait than 48 descriptors allow, so some give theirs up and are opened again by
+    // path when their turn comes, in the combs also beyond PATH_MAX (150-byte names,
+    // 50 levels).
+    let t = TestTree::new();
+    t.ternary("tri", 5);
+    for i in 0..8 {
+        t.comb(format!("comb{i}"), 50, 150);
+    }
+    let how = As {
+        nofile: Some(48),
+        ..As::default()
+    };
+    assert_all_engines_match(t.root(), how);
+    let debug = As {
+        env: &[("TRAVERSE_DEBUG", "1")],
+        ..how
+    };
+    // Which directories wait when depends on the order hops finish in: a few runs.
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let got = traverse("tokio", t.root(), debug);
+        let counters = got
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("traverse tokio: "))
+            .unwrap_or_else(|| panic!("no counters: {}", got.stderr))
+            .to_owned();
+        let reopened = |suffix: &str| -> u64 {
+            let before = &counters[..counters.find(suffix).expect(suffix)];
+            before.rsplit([' ', '(']).next().unwrap().parse().unwrap()
+        };
+        let (all, deep) = (reopened(" reopened"), reopened(" beyond PATH_MAX"));
+        assert!(all > 0, "no directory was reopened: {counters}");
+        if deep > 0 {
+            return;
+        }
+        seen.push(counters);
+    }
+    panic!("no directory beyond PATH_MAX was reopened: {seen:?}");
 }
 
 #[test]

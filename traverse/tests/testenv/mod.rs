@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 /// The engines every check runs.
-pub const ENGINES: [&str; 3] = ["sync", "tokio", "uring"];
+pub const ENGINES: [&str; 4] = ["sync", "tokio", "tokio-per-entry", "uring"];
 
 /// A temporary tree, world-readable so an unprivileged user can walk it too.
 pub struct TestTree {
@@ -114,6 +114,52 @@ impl TestTree {
                 fd = next;
             }
             libc::close(fd);
+        }
+        self
+    }
+
+    /// A chain of `depth` nested directories under `rel`, named with `name_len` d's,
+    /// each also holding a directory of `name_len` s's with a 3-byte file `f`: a branch
+    /// at every level, and long names reach beyond PATH_MAX in few levels. Built with
+    /// *at() calls, as [`TestTree::deep`].
+    pub fn comb(&self, rel: impl AsRef<Path>, depth: usize, name_len: usize) -> &Self {
+        let top_path = self.path(rel);
+        std::fs::create_dir_all(&top_path).expect("mkdir");
+        let top = CString::new(top_path.as_os_str().as_bytes()).expect("path");
+        let down = CString::new("d".repeat(name_len)).expect("name");
+        let side = CString::new("s".repeat(name_len)).expect("name");
+        let file = CString::new(format!("{}/f", "s".repeat(name_len))).expect("name");
+        // SAFETY: plain *at() syscalls with NUL-terminated names on descriptors this
+        // function owns and closes.
+        unsafe {
+            let mut fd = libc::open(top.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+            assert!(fd >= 0);
+            for _ in 0..depth {
+                assert_eq!(libc::mkdirat(fd, down.as_ptr(), 0o755), 0, "mkdirat");
+                assert_eq!(libc::mkdirat(fd, side.as_ptr(), 0o755), 0, "mkdirat");
+                let f = libc::openat(fd, file.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644);
+                assert!(f >= 0);
+                assert_eq!(libc::write(f, b"abc".as_ptr().cast(), 3), 3);
+                libc::close(f);
+                let next = libc::openat(fd, down.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+                assert!(next >= 0);
+                libc::close(fd);
+                fd = next;
+            }
+            libc::close(fd);
+        }
+        self
+    }
+
+    /// A tree under `rel` in which every directory down to `depth` holds three
+    /// subdirectories (`a`, `b`, `c`) and a 3-byte file.
+    pub fn ternary(&self, rel: impl AsRef<Path>, depth: usize) -> &Self {
+        let rel = rel.as_ref();
+        self.file(rel.join("f"), 3);
+        if depth > 0 {
+            for sub in ["a", "b", "c"] {
+                self.ternary(rel.join(sub), depth - 1);
+            }
         }
         self
     }

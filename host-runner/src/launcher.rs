@@ -1010,12 +1010,31 @@ impl Session<'_> {
         if console.contains("Kernel panic") {
             return Ok(Step::Done(Outcome::KernelPanic));
         }
-        let why = if status.success() {
-            "the guest rebooted without reporting".to_string()
-        } else {
-            format!("QEMU {status}: {}", tail(self.qemu_log, 5).trim())
-        };
+        let why = qemu_end_reason(status, tail(self.qemu_log, 5).trim());
         Ok(Step::Done(Outcome::NoStatus(why)))
+    }
+}
+
+/// Why QEMU ended before the job did, in words: killed by a signal (someone or the OOM
+/// killer ended it), exited with an error (its own log's last lines say why), or
+/// exited cleanly, which without a job status means the guest rebooted.
+fn qemu_end_reason(status: std::process::ExitStatus, qemu_log_tail: &str) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let said = if qemu_log_tail.is_empty() {
+        String::new()
+    } else {
+        format!("; its log ends: {qemu_log_tail}")
+    };
+    if let Some(sig) = status.signal() {
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| format!("signal {sig}"));
+        format!("QEMU was killed by {name} ({sig}){said}")
+    } else if status.success() {
+        "the guest rebooted without reporting".to_string()
+    } else {
+        let code = status.code().unwrap_or(-1);
+        format!("QEMU exited with status {code}{said}")
     }
 }
 
@@ -1024,6 +1043,29 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn qemu_ends_are_named_without_stray_punctuation() {
+        use std::os::unix::process::ExitStatusExt;
+        let killed = std::process::ExitStatus::from_raw(libc::SIGKILL);
+        assert_eq!(
+            qemu_end_reason(killed, ""),
+            "QEMU was killed by SIGKILL (9)"
+        );
+        let failed = std::process::ExitStatus::from_raw(1 << 8);
+        assert_eq!(
+            qemu_end_reason(failed, "qemu: could not open disk"),
+            "QEMU exited with status 1; its log ends: qemu: could not open disk"
+        );
+        let clean = std::process::ExitStatus::from_raw(0);
+        assert_eq!(
+            qemu_end_reason(clean, ""),
+            "the guest rebooted without reporting"
+        );
+        // As the run reports it.
+        let out = Outcome::NoStatus(qemu_end_reason(killed, "")).describe();
+        assert!(!out.contains(": )"), "{out}");
+    }
 
     /// Job output and notes, as a test sees them.
     #[derive(Default)]

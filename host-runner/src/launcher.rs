@@ -330,8 +330,9 @@ pub fn run_vm(
     if !req.kernel.is_file() {
         bail!("kernel {} does not exist", req.kernel.display());
     }
+    remove_stale_vm_dirs(&std::env::temp_dir());
     let dir = tempfile::Builder::new()
-        .prefix("microvm-")
+        .prefix(&format!("{VM_DIR_PREFIX}{}-", std::process::id()))
         .permissions(crate::cache::private_permissions())
         .tempdir()
         .context("creating the VM's temp dir")?;
@@ -1015,6 +1016,41 @@ impl Session<'_> {
     }
 }
 
+/// Per-VM temp dirs are `<prefix><runner pid>-<random>`, so that a later run can tell
+/// which ones a runner that was SIGKILLed (no destructor ran) left behind.
+const VM_DIR_PREFIX: &str = "microvm-";
+
+/// Removes the per-VM temp dirs of runners that no longer exist. A pid that was reused
+/// meanwhile keeps its dir until that process is gone too: never one of a live run.
+fn remove_stale_vm_dirs(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(VM_DIR_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<i32>().ok())
+            .filter(|&pid| pid > 0)
+        else {
+            continue;
+        };
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        // Only our own: another user's dir is theirs to clean (and unreadable anyway).
+        let ours = entry.metadata().is_ok_and(|m| {
+            std::os::unix::fs::MetadataExt::uid(&m) == nix::unistd::getuid().as_raw()
+        });
+        if gone && ours && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Why QEMU ended before the job did, in words: killed by a signal (someone or the OOM
 /// killer ended it), exited with an error (its own log's last lines say why), or
 /// exited cleanly, which without a job status means the guest rebooted.
@@ -1043,6 +1079,24 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn only_dirs_of_runners_that_are_gone_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A pid above pid_max never exists; ours does.
+        let dead = tmp.path().join(format!("{VM_DIR_PREFIX}99999999-abc"));
+        let live = tmp
+            .path()
+            .join(format!("{VM_DIR_PREFIX}{}-abc", std::process::id()));
+        let other = tmp.path().join("microvm-unrelated");
+        for d in [&dead, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("sock"), b"").unwrap();
+        }
+        remove_stale_vm_dirs(tmp.path());
+        assert!(!dead.exists(), "a dead runner's dir stayed");
+        assert!(live.exists() && other.exists());
+    }
 
     #[test]
     fn qemu_ends_are_named_without_stray_punctuation() {

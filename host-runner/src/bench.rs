@@ -188,6 +188,11 @@ fn host_tools(tree: &Path, traverse: &Path, peers: &Path) -> Vec<Tool> {
         tool("du -bs", &["du", "-bs", "TREE"], tree),
         tool("traverse sync", &[&tv, "--engine", "sync", "TREE"], tree),
         tool("traverse tokio", &[&tv, "--engine", "tokio", "TREE"], tree),
+        tool(
+            "traverse tokio-per-entry",
+            &[&tv, "--engine", "tokio-per-entry", "TREE"],
+            tree,
+        ),
         tool("traverse uring", &[&tv, "--engine", "uring", "TREE"], tree),
         tool("bfs (walk only)", &["bfs", "TREE", "-type", "f"], tree),
         // The walk-only rows skip the stat of every entry that du's numbers need; this
@@ -545,7 +550,7 @@ cold="sh -c 'sync; echo 3 > /proc/sys/vm/drop_caches'"
 # page fault on first use, and cold walks fill RAM with new inodes and dentries.
 dd if=/dev/zero of=/dev/null bs=$(( $(awk '/MemFree/{print $2}' /proc/meminfo) * 9 / 10 ))k count=1 2>/dev/null
 echo "@@correctness"
-for c in "du -bs $T" "traverse --engine sync $T" "traverse-tokio $T" "traverse-iouring $T" "env TRAVERSE_NO_OP=1 traverse-iouring $T" "/tools/diskus -b $T"; do
+for c in "du -bs $T" "traverse --engine sync $T" "traverse-tokio $T" "traverse --engine tokio-per-entry $T" "traverse-iouring $T" "env TRAVERSE_NO_OP=1 traverse-iouring $T" "/tools/diskus -b $T"; do
   printf '%s\t%s\n' "$c" "$($c 2>&1 | head -n 1)"
 done
 echo "find -type f	$(find $T -type f | wc -l) files"
@@ -556,12 +561,14 @@ $H --runs $COLD --warmup 1 --prepare "$cold" --export-json /tmp/cold.json \
   -n 'traverse-tokio' "traverse-tokio $T" -n 'traverse-iouring' "traverse-iouring $T" \
   -n 'traverse sync' "traverse --engine sync $T" -n 'du -bs' "du -bs $T" \
   -n 'traverse-iouring, TRAVERSE_NO_OP=1' "env TRAVERSE_NO_OP=1 traverse-iouring $T" \
-  -n 'diskus -b' "/tools/diskus -b $T" >/dev/null
+  -n 'diskus -b' "/tools/diskus -b $T" \
+  -n 'traverse tokio-per-entry' "traverse --engine tokio-per-entry $T" >/dev/null
 $H --runs $WARM --warmup 3 --export-json /tmp/warm.json \
   -n 'traverse-tokio' "traverse-tokio $T" -n 'traverse-iouring' "traverse-iouring $T" \
   -n 'traverse sync' "traverse --engine sync $T" -n 'du -bs' "du -bs $T" \
   -n 'traverse-iouring, TRAVERSE_NO_OP=1' "env TRAVERSE_NO_OP=1 traverse-iouring $T" \
-  -n 'diskus -b' "/tools/diskus -b $T" >/dev/null
+  -n 'diskus -b' "/tools/diskus -b $T" \
+  -n 'traverse tokio-per-entry' "traverse --engine tokio-per-entry $T" >/dev/null
 echo "@@cold"; cat /tmp/cold.json
 echo "@@warm"; cat /tmp/warm.json
 echo "@@end"

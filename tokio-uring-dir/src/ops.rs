@@ -51,6 +51,13 @@ impl<D> OneshotOutputTransform for Completion<D> {
 /// may outlive the runtime, cannot hold it (`spawn_local` would put it there). Each
 /// request has a token of its own, since several tokio-uring runtimes may live on one
 /// thread and one's tasks say nothing about another's shutdown.
+///
+/// What this rests on: `Handle::try_current()` inside tokio-uring's `block_on` is
+/// tokio-uring's own tokio runtime. A caller who enters a *different* tokio runtime
+/// (`Runtime::enter`) inside it, submits requests while that guard is held, and keeps
+/// that other runtime alive past tokio-uring's would hand the token to the wrong
+/// runtime; tokio offers no stable way to tell runtimes apart (`Handle::id` is
+/// unstable), so that one contrived sequence is not covered.
 pub(crate) struct Liveness {
     alive: std::sync::Weak<()>,
     /// Dropped with the request's data: ends the task that holds the token.

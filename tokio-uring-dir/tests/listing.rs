@@ -171,36 +171,36 @@ fn the_fallback_reads_off_the_runtime_thread() {
     let tmp = tempfile::tempdir().unwrap();
     populate(tmp.path(), 10, numbered);
     tokio_uring::start(async {
-        // On the blocking pool, the first poll of a refill cannot have the entries yet:
-        // the runtime thread is free for other tasks meanwhile.
-        let mut d = DirOptions::new()
-            .force_fallback(true)
-            .open(tmp.path())
-            .await
-            .unwrap();
-        let first = poll_once(std::pin::pin!(d.next())).await;
-        assert!(
-            first.is_pending(),
-            "the fallback read on the runtime thread"
-        );
-        // The read it started is kept: the listing is still complete.
-        let mut n = 0;
-        while let Some(e) = d.next().await {
-            e.unwrap();
-            n += 1;
+        // On the blocking pool the first poll of a refill is pending unless the pool
+        // thread happened to finish before the poll looked: over 50 directories, some
+        // must have been pending. Inline, every first poll has its entry already.
+        for inline in [false, true] {
+            let opts = DirOptions::new()
+                .force_fallback(true)
+                .inline_fallback(inline);
+            let mut pending = 0;
+            for _ in 0..50 {
+                let mut d = opts.open(tmp.path()).await.unwrap();
+                let first = poll_once(std::pin::pin!(d.next())).await;
+                if first.is_pending() {
+                    pending += 1;
+                } else {
+                    assert!(matches!(first, std::task::Poll::Ready(Some(Ok(_)))));
+                }
+                // A read it started is kept: the listing is still complete.
+                let mut n = usize::from(first.is_ready());
+                while let Some(e) = d.next().await {
+                    e.unwrap();
+                    n += 1;
+                }
+                assert_eq!(n, 10, "inline: {inline}");
+                d.close().await.unwrap();
+            }
+            if inline {
+                assert_eq!(pending, 0, "the inline fallback waited");
+            } else {
+                assert!(pending > 0, "the fallback never left the runtime thread");
+            }
         }
-        assert_eq!(n, 10);
-        d.close().await.unwrap();
-
-        // Inline, the first poll already has an entry.
-        let mut d = DirOptions::new()
-            .force_fallback(true)
-            .inline_fallback(true)
-            .open(tmp.path())
-            .await
-            .unwrap();
-        let first = poll_once(std::pin::pin!(d.next())).await;
-        assert!(matches!(first, std::task::Poll::Ready(Some(Ok(_)))));
-        d.close().await.unwrap();
     });
 }

@@ -135,6 +135,7 @@ impl DirOptions {
             fd: Arc::new(fd),
             path,
             mode,
+            at_end: false,
         })
     }
 }
@@ -161,7 +162,7 @@ enum State {
     InFlight(InFlight<ops::KernelWritable<ReadData>>, ops::SettledWitness),
     /// A getdents64(2) of the fallback is running on the blocking pool. The task owns
     /// the buffer and a share of the descriptor, so dropping the Dir meanwhile is safe.
-    Blocking(tokio::task::JoinHandle<(Vec<u8>, io::Result<usize>)>),
+    Blocking(tokio::task::JoinHandle<(Vec<u8>, io::Result<usize>, bool)>),
     /// `buf[pos..len]` holds records not yet returned.
     Filled {
         buf: Vec<u8>,
@@ -221,6 +222,8 @@ pub struct Dir {
     fd: Arc<OwnedFd>,
     path: Arc<Path>,
     mode: Mode,
+    /// A blocking-pool read already met the end: no further read is needed.
+    at_end: bool,
 }
 
 impl std::fmt::Debug for Dir {
@@ -316,6 +319,7 @@ impl Dir {
                         return Poll::Ready(Some(Ok(entry)));
                     }
                 }
+                State::Idle(_) if self.at_end => return Poll::Ready(None),
                 State::Idle(buf) => match self.mode {
                     Mode::FallbackInline => {
                         let mut buf = buf;
@@ -328,8 +332,8 @@ impl Dir {
                         let fd = Arc::clone(&self.fd);
                         self.state = State::Blocking(tokio::task::spawn_blocking(move || {
                             let mut buf = buf;
-                            let res = read_now(&fd, &mut buf);
-                            (buf, res)
+                            let (res, at_end) = read_batch(&fd, &mut buf);
+                            (buf, res, at_end)
                         }));
                     }
                     Mode::Uring | Mode::Emulated => {
@@ -359,7 +363,8 @@ impl Dir {
                         self.state = State::Blocking(task);
                         return Poll::Pending;
                     }
-                    Poll::Ready(Ok((buf, res))) => {
+                    Poll::Ready(Ok((buf, res, at_end))) => {
+                        self.at_end = at_end;
                         if let Some(done) = self.finish_read(buf, res) {
                             return Poll::Ready(done);
                         }
@@ -474,6 +479,31 @@ fn alloc_buffer(size: usize) -> io::Result<Vec<u8>> {
         .map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e))?;
     buf.resize(size, 0);
     Ok(buf)
+}
+
+/// One hand-off's worth of getdents64(2) for the blocking pool: reading goes on while the
+/// buffer is less than half full, so that a small directory's entries and its end come
+/// back in one hop instead of two (a hop costs far more than a system call). Returns
+/// the bytes filled and whether the end was met. An error after some entries is left
+/// for the next read, which starts right after them.
+fn read_batch(fd: &OwnedFd, buf: &mut [u8]) -> (io::Result<usize>, bool) {
+    let mut filled = 0;
+    loop {
+        let Some(rest) = buf.get_mut(filled..) else {
+            return (Ok(filled), false);
+        };
+        match read_now(fd, rest) {
+            Ok(0) => return (Ok(filled), true),
+            Ok(n) => {
+                filled += n;
+                if filled >= buf.len() / 2 || buf.len() - filled < MIN_BUFFER_SIZE {
+                    return (Ok(filled), false);
+                }
+            }
+            Err(_) if filled > 0 => return (Ok(filled), false),
+            Err(e) => return (Err(e), false),
+        }
+    }
 }
 
 /// getdents64(2) on the calling thread.

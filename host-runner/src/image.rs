@@ -276,7 +276,8 @@ fn sorted_names(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
 }
 
 /// Adds the entries `rels` of `root` (paths relative to it; a directory with everything
-/// below it) to `key` by name, size, mtime and mode, without following symlinks;
+/// below it) to `key` by name, size, mtime, inode and mode, without following
+/// symlinks;
 /// returns their bytes and count. Listed entries that are gone (a tracked file deleted
 /// and not yet committed) are skipped.
 fn usage(root: &Path, rels: &[PathBuf], key: &mut KeyBuilder) -> Result<(u64, u64)> {
@@ -293,6 +294,12 @@ fn usage(root: &Path, rels: &[PathBuf], key: &mut KeyBuilder) -> Result<(u64, u6
             .add(&meta.size().to_le_bytes())
             .add(&meta.mtime().to_le_bytes())
             .add(&meta.mtime_nsec().to_le_bytes())
+            // The inode tells a file replaced by another of the same size, mode and
+            // mtime (`rsync -t` and editors write a new file and rename it over the old
+            // one). Not the ctime: staging hard-links the files, which sets it, so every
+            // run would miss the cache. A file rewritten in place with its old mtime put
+            // back (`cp -p` onto it) still looks unchanged.
+            .add(&meta.ino().to_le_bytes())
             .add(&meta.mode().to_le_bytes());
         entries += 1;
         bytes += meta.blocks() * 512;
@@ -427,6 +434,32 @@ pub fn ensure_dir_image(host_dir: &Path, what: Snapshot) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_renamed_over_with_its_old_size_and_mtime_changes_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"one").unwrap();
+        let key = || {
+            let mut k = KeyBuilder::new("test");
+            usage(dir.path(), &[PathBuf::from("f")], &mut k).unwrap();
+            k.finish()
+        };
+        let before = key();
+        let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+        // As `rsync -t` leaves it: a new file with the old size and mtime, renamed over.
+        let tmp = dir.path().join(".f.tmp");
+        std::fs::write(&tmp, b"two").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        std::fs::rename(&tmp, &f).unwrap();
+        assert_eq!(std::fs::metadata(&f).unwrap().modified().unwrap(), mtime);
+        assert_ne!(key(), before, "the snapshot would be reused stale");
+    }
 
     #[test]
     fn partial_builds_of_the_tag_go_and_everything_else_stays() {

@@ -42,7 +42,31 @@ pub fn tests() -> Vec<Test> {
             needs: "cpus=2",
             run: smp,
         },
+        Test {
+            name: "vm_kernel_symbols",
+            needs: "",
+            run: kernel_symbols,
+        },
     ]
+}
+
+/// A panic's or splat's backtrace in the console log must name functions: the kernel
+/// keeps its symbol table (CONFIG_KALLSYMS), with the series' own functions where the
+/// kernel has the op.
+fn kernel_symbols() -> Result<()> {
+    let syms = std::fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
+    let mut wanted = vec!["__x64_sys_getdents64"];
+    if uring_getdents::detect().is_available() {
+        wanted.extend(["vfs_getdents", "io_getdents"]);
+    }
+    for want in wanted {
+        ensure!(
+            syms.lines()
+                .any(|l| l.split_whitespace().nth(2) == Some(want)),
+            "/proc/kallsyms has no {want}"
+        );
+    }
+    Ok(())
 }
 
 fn mounts() -> Result<()> {

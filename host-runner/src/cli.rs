@@ -7,7 +7,7 @@ use crate::{image, kernel, scratch, UsageError};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -378,63 +378,27 @@ pub fn vm_request(
     })
 }
 
-/// Job output straight to the terminal, flushed per chunk.
+/// Job output to the runner's stdout and stderr through writer threads (see
+/// [`crate::output`]): a reader that stops reading never blocks the session.
 struct Terminal {
     prog: &'static str,
-    /// Told (once) that stdout's reader is gone, as a SIGPIPE for the run: Rust ignores
-    /// the signal itself, so a closed pipe is only an error here.
-    stdout_closed: Option<std::sync::mpsc::Sender<i32>>,
-}
-
-/// Writes all of `data` and flushes, waiting for room where the descriptor is
-/// non-blocking (a terminal or pipe shared with a parent that set O_NONBLOCK): giving up
-/// at EAGAIN, as `write_all` does, would drop the job's output.
-fn write_waiting<W: Write + std::os::fd::AsFd>(
-    out: &mut W,
-    mut data: &[u8],
-) -> std::io::Result<()> {
-    use std::io::ErrorKind;
-    let mut flushed = false;
-    while !flushed {
-        let step = if data.is_empty() {
-            out.flush().map(|()| flushed = true)
-        } else {
-            out.write(data).and_then(|n| match n {
-                0 => Err(ErrorKind::WriteZero.into()),
-                n => {
-                    data = &data[n..];
-                    Ok(())
-                }
-            })
-        };
-        match step {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                launcher::wait_ready(out.as_fd(), nix::poll::PollFlags::POLLOUT);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    out: crate::output::Terminal,
 }
 
 impl OutputSink for Terminal {
     fn stdout(&mut self, data: &[u8]) {
-        let written = write_waiting(&mut std::io::stdout().lock(), data);
-        if let Err(e) = written {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                if let Some(tx) = self.stdout_closed.take() {
-                    let _ = tx.send(libc::SIGPIPE);
-                }
-            }
-        }
+        self.out.stdout.push(data);
     }
     fn stderr(&mut self, data: &[u8]) {
-        let _ = write_waiting(&mut std::io::stderr().lock(), data);
+        self.out.stderr.push(data);
     }
     fn note(&mut self, text: &str) {
-        eprintln!("{}: {text}", self.prog);
+        self.out
+            .stderr
+            .push(format!("{}: {text}\n", self.prog).as_bytes());
+    }
+    fn wait_room(&mut self, max: Duration) -> bool {
+        self.out.wait_room(max)
     }
 }
 
@@ -520,37 +484,103 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
     let mut req = vm_request(&args.vm, &art, &caps, spec)?;
     req.disks = disks;
     let (raise, signals) = forward_host_signals()?;
-    let mut term = Terminal {
-        prog,
-        stdout_closed: Some(raise),
-    };
+    // Told (once) that stdout's reader is gone, as a SIGPIPE for the run: Rust ignores
+    // the signal itself, so a closed pipe is only an error here.
+    let out = crate::output::Terminal::start(Box::new(move || {
+        let _ = raise.send(libc::SIGPIPE);
+    }))
+    .context("starting the output writer threads")?;
+    let mut term = Terminal { prog, out };
+    let deadline = std::time::Instant::now() + req.timeout;
     let report = launcher::run_vm(&req, &caps, &mut term, Some(&signals))?;
     if report.outcome == launcher::Outcome::Interrupted(libc::SIGPIPE) {
         // Silent, like any writer a closed pipe ends.
         return Ok(report.outcome.exit_code());
     }
+    let code = report_run(args, &report, &mut term);
+    Ok(finish_output(
+        &term,
+        &report.outcome,
+        code,
+        deadline,
+        &signals,
+    ))
+}
+
+/// What is left of the job's output goes out before the runner exits: all of it after
+/// a job that ended (until the run's deadline or a stop signal: a reader that never
+/// reads again must not hold the runner forever), and only what goes within a moment
+/// after a run that was cut short, which ends now.
+fn finish_output(
+    term: &Terminal,
+    outcome: &launcher::Outcome,
+    code: i32,
+    deadline: std::time::Instant,
+    signals: &std::sync::mpsc::Receiver<i32>,
+) -> i32 {
+    use std::time::Instant;
+    let until = match outcome {
+        launcher::Outcome::Finished(_) => deadline,
+        _ => Instant::now() + Duration::from_millis(300),
+    };
+    loop {
+        let step = Instant::now() + Duration::from_millis(50);
+        if term.out.wait_written(step.min(until)) {
+            return code;
+        }
+        if Instant::now() >= until {
+            if matches!(outcome, launcher::Outcome::Finished(_)) {
+                // Unseen, most likely, as stderr may be stuck too.
+                term.out.stderr.push(
+                    format!(
+                        "{}: TIMEOUT: the job ended but its output was not taken before the deadline\n",
+                        term.prog
+                    )
+                    .as_bytes(),
+                );
+                let _ = term
+                    .out
+                    .wait_written(Instant::now() + Duration::from_millis(100));
+                return launcher::EXIT_TIMEOUT;
+            }
+            return code;
+        }
+        while let Ok(sig) = signals.try_recv() {
+            if matches!(
+                sig,
+                libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
+            ) {
+                return 128 + sig;
+            }
+        }
+    }
+}
+
+/// The runner's own lines after a run: timings, the verdict of a failed VM with its
+/// console log, a spawn failure. Returns the exit status to mirror.
+fn report_run(args: &RunArgs, report: &launcher::VmReport, term: &mut Terminal) -> i32 {
     if args.timings {
         let boot = report
             .boot_time
             .map_or("-".into(), |b| format!("{:.3}s", b.as_secs_f64()));
-        eprintln!(
-            "{prog}: timings: QEMU start to guest hello {boot}, QEMU start to exit {:.3}s",
+        term.note(&format!(
+            "timings: QEMU start to guest hello {boot}, QEMU start to exit {:.3}s",
             report.total_time.as_secs_f64()
-        );
+        ));
     }
     if !report.outcome.vm_ok() {
-        eprintln!("{prog}: {}", report.outcome.describe());
-        eprintln!("{prog}: console log: {}", report.console_log.display());
+        term.note(&report.outcome.describe());
+        term.note(&format!("console log: {}", report.console_log.display()));
         let tail = report.console_tail(15);
         if !tail.trim().is_empty() {
-            eprintln!("{prog}: console tail:\n{tail}");
+            term.note(&format!("console tail:\n{tail}"));
         }
     } else if let launcher::Outcome::Finished(vm_wire::JobEnd::SpawnFailed { message, .. }) =
         &report.outcome
     {
-        eprintln!("{prog}: {message}");
+        term.note(message);
     }
-    Ok(report.outcome.exit_code())
+    report.outcome.exit_code()
 }
 
 /// Runs the parsed command line; returns the process exit status.

@@ -80,6 +80,15 @@ pub trait OutputSink {
     fn stderr(&mut self, data: &[u8]);
     /// A message from the guest's init or the runner.
     fn note(&mut self, text: &str);
+    /// Waits at most `max` until the sink can take more output; false if it still
+    /// cannot (its reader stopped reading). The session reads no more of the guest's
+    /// output meanwhile, so the guest feels the back-pressure and nothing piles up
+    /// here, while the deadline and signals are still checked. Sinks that keep output
+    /// in memory always have room.
+    fn wait_room(&mut self, max: Duration) -> bool {
+        let _ = max;
+        true
+    }
 }
 
 /// How a VM run ended.
@@ -789,8 +798,14 @@ impl Session<'_> {
         // 2. Exchange frames until the guest reports the end and QEMU exits.
         let mut channel_lost_at: Option<Instant> = None;
         loop {
+            // Output the sink cannot take yet stays in the stream (the wait is the
+            // loop's tick then), so a reader that stopped reading holds up neither
+            // the deadline nor a stop signal.
+            let output_blocked = !ch.closed && !self.sink.wait_room(self.read_tick);
             if ch.closed {
                 std::thread::sleep(Duration::from_millis(5));
+            } else if output_blocked {
+                ch.flush(self.sink);
             } else {
                 let wake = self.input.as_ref().and_then(|i| i.wake.as_ref());
                 ch.read_once(self.sink, wake.map(|w| w.read.as_fd()));
@@ -838,7 +853,10 @@ impl Session<'_> {
                     st.boot_time,
                 ));
             }
-            if let Some(o) = self.collect_signals(st.boot_time.is_some()) {
+            // While its output cannot be delivered, a job that a forwarded stop signal
+            // ended could not report its end either (the End frame waits behind the
+            // output): a stop signal then ends the run at once.
+            if let Some(o) = self.collect_signals_unless(st.boot_time.is_some(), output_blocked) {
                 return Ok((o, st.boot_time));
             }
             if st.boot_time.is_some() {
@@ -902,6 +920,13 @@ impl Session<'_> {
         let started = Instant::now();
         let mut last_data = started;
         while !ch.closed && st.end.is_none() && started.elapsed() < DRAIN_CAP {
+            if !self.sink.wait_room(self.read_tick) {
+                // Past the deadline nothing more is waited for: the run ends now.
+                if Instant::now() >= self.deadline {
+                    break;
+                }
+                continue;
+            }
             match ch.read_once(self.sink, None) {
                 ReadStep::Data => last_data = Instant::now(),
                 ReadStep::Idle if last_data.elapsed() >= DRAIN_QUIET => break,
@@ -975,9 +1000,14 @@ impl Session<'_> {
     /// Queues the signals the user sent to the runner for the job, or kills the VM
     /// and returns the verdict when one of them ends the run (see [`signal_action`]).
     fn collect_signals(&mut self, guest_up: bool) -> Option<Outcome> {
+        self.collect_signals_unless(guest_up, false)
+    }
+
+    /// [`Session::collect_signals`], where `stop_kills` makes any stop signal end the run.
+    fn collect_signals_unless(&mut self, guest_up: bool, stop_kills: bool) -> Option<Outcome> {
         let rx = self.signals?;
         while let Ok(sig) = rx.try_recv() {
-            match signal_action(sig, guest_up, self.next_stop_kills) {
+            match signal_action(sig, guest_up, self.next_stop_kills || stop_kills) {
                 SignalAction::Kill => {
                     self.kill_vm();
                     return Some(Outcome::Interrupted(sig));

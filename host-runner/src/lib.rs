@@ -13,6 +13,7 @@ pub mod deps;
 pub mod image;
 pub mod kernel;
 pub mod launcher;
+pub mod output;
 pub mod scratch;
 pub mod testsuite;
 pub mod vmplan;

@@ -705,3 +705,96 @@ fn a_closed_stdout_ends_the_test_command_as_sigpipe_not_as_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(141), "{stderr}");
 }
+
+/// Starts `run-in-vm ARGS` with stdout into a FIFO whose reader takes `take` bytes and
+/// then stops reading (keeping the FIFO open); returns the child, the reader, the bytes.
+fn start_into_stalled_fifo(
+    args: &[&str],
+    take: usize,
+) -> (
+    std::process::Child,
+    std::fs::File,
+    Vec<u8>,
+    std::time::Instant,
+) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("out");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    fcntl(reader.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty())).unwrap();
+    let writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let started = std::time::Instant::now();
+    let child = run_in_vm()
+        .args(args)
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run-in-vm starts");
+    let mut got = vec![0u8; take];
+    reader.read_exact(&mut got).unwrap();
+    (child, reader, got, started)
+}
+
+/// Waits at most `max` for `child`; kills it and fails if it is still running then.
+fn wait_at_most(child: &mut std::process::Child, max: Duration) -> std::process::ExitStatus {
+    let until = std::time::Instant::now() + max;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            panic!("run-in-vm still running after {max:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_yes_prefix(got: &[u8]) {
+    assert!(
+        got.chunks(2).all(|c| c == b"y\n" || c == b"y"),
+        "not an intact prefix of yes's output"
+    );
+}
+
+#[test]
+fn a_stalled_stdout_reader_does_not_hold_up_the_timeout() {
+    set_up_once();
+    let (mut child, mut reader, mut got, started) =
+        start_into_stalled_fifo(&["--no-src", "--timeout", "5", "yes"], 64 * 1024);
+    // Before the fix: blocked in write(2) to the FIFO until killed.
+    let status = wait_at_most(&mut child, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(124));
+    assert!(started.elapsed() > Duration::from_secs(4));
+    reader.read_to_end(&mut got).unwrap();
+    assert_yes_prefix(&got);
+}
+
+#[test]
+fn sigterm_ends_a_run_whose_stdout_reader_stalled() {
+    set_up_once();
+    let (mut child, mut reader, mut got, _) =
+        start_into_stalled_fifo(&["--no-src", "--timeout", "300", "yes"], 64 * 1024);
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = wait_at_most(&mut child, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(128 + 15));
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+    reader.read_to_end(&mut got).unwrap();
+    assert_yes_prefix(&got);
+}

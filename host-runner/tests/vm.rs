@@ -798,3 +798,45 @@ fn sigterm_ends_a_run_whose_stdout_reader_stalled() {
     reader.read_to_end(&mut got).unwrap();
     assert_yes_prefix(&got);
 }
+
+/// QEMU runs under its seccomp filter (`Seccomp: 2` in /proc/PID/status) when the build
+/// supports `-sandbox` (Debian's does), and the job still runs normally inside.
+#[test]
+fn qemu_runs_under_its_seccomp_sandbox() {
+    set_up_once();
+    let sandboxable = Command::new("qemu-system-x86_64")
+        .args(["-sandbox", "on,spawn=deny", "-version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !sandboxable {
+        eprintln!("skipped: this QEMU build has no -sandbox");
+        return;
+    }
+    let (mut child, mut stdout) = start_until_ready("echo ready; sleep 60");
+    let runner = child.id().to_string();
+    let mut seccomp = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+        };
+        if field("Name:").as_deref() == Some("qemu-system-x86")
+            && field("PPid:").as_deref() == Some(runner.as_str())
+        {
+            seccomp.push(field("Seccomp:").unwrap_or_default());
+        }
+    }
+    // The runner's QEMU dies with it (PR_SET_PDEATHSIG).
+    child.kill().unwrap();
+    let _ = child.wait();
+    let mut rest = String::new();
+    let _ = stdout.read_to_string(&mut rest);
+    assert_eq!(
+        seccomp,
+        ["2"],
+        "QEMU children of the runner and their seccomp mode"
+    );
+}

@@ -56,8 +56,9 @@ impl<D> OneshotOutputTransform for Completion<D> {
 /// tokio-uring's own tokio runtime. A caller who enters a *different* tokio runtime
 /// (`Runtime::enter`) inside it, submits requests while that guard is held, and keeps
 /// that other runtime alive past tokio-uring's would hand the token to the wrong
-/// runtime; tokio offers no stable way to tell runtimes apart (`Handle::id` is
-/// unstable), so that one contrived sequence is not covered.
+/// runtime. `Handle::id` tells runtimes apart, but nothing public in tokio-uring 0.5
+/// names its own tokio runtime (or its driver) to compare with, so that one contrived
+/// sequence is not covered.
 pub(crate) struct Liveness {
     alive: std::sync::Weak<()>,
     /// Dropped with the request's data: ends the task that holds the token.

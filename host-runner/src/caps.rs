@@ -32,6 +32,9 @@ pub struct HostCaps {
     pub vhost_vsock: bool,
     /// The vhost-user vsock daemon, if installed.
     pub vsock_daemon: Option<PathBuf>,
+    /// QEMU accepts `-sandbox` with our options ([`crate::vmplan::SANDBOX`]); a build
+    /// without libseccomp rejects it and would not start.
+    pub qemu_sandbox: bool,
 }
 
 impl HostCaps {
@@ -42,6 +45,7 @@ impl HostCaps {
             kvm_usable: opens_rw(Path::new("/dev/kvm")) && cpu_has_virt(&cpuinfo),
             vhost_vsock: opens_rw(Path::new("/dev/vhost-vsock")),
             vsock_daemon: crate::vsockd::find_daemon(),
+            qemu_sandbox: qemu_accepts_sandbox(),
         }
     }
 
@@ -54,6 +58,16 @@ impl HostCaps {
             AccelChoice::Auto => Accel::Tcg,
         }
     }
+}
+
+fn qemu_accepts_sandbox() -> bool {
+    std::process::Command::new("qemu-system-x86_64")
+        .args(["-sandbox", crate::vmplan::SANDBOX, "-version"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn opens_rw(path: &Path) -> bool {
@@ -90,6 +104,7 @@ mod tests {
             kvm_usable: false,
             vhost_vsock: false,
             vsock_daemon: None,
+            qemu_sandbox: false,
         };
         assert_eq!(caps.accel(AccelChoice::Auto), Accel::Tcg);
         assert_eq!(caps.accel(AccelChoice::Kvm), Accel::Kvm);

@@ -546,10 +546,7 @@ fn finish_output(
             return code;
         }
         while let Ok(sig) = signals.try_recv() {
-            if matches!(
-                sig,
-                libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
-            ) {
+            if launcher::is_stop_signal(sig) {
                 return 128 + sig;
             }
         }

@@ -359,7 +359,7 @@ pub fn run_vm(
         console_log: console_log.clone(),
         quiet_kernel: !req.verbose_kernel,
         extra_kernel_args: req.kernel_args.clone(),
-        sandbox: qemu_has_sandbox(),
+        sandbox: caps.qemu_sandbox,
     };
 
     let _daemon = match vmplan::vsock_daemon_argv(&channel) {
@@ -580,7 +580,7 @@ enum SignalAction {
 }
 
 /// Signals that ask the run to end (as opposed to SIGUSR1/2, which are the job's).
-fn is_stop_signal(sig: i32) -> bool {
+pub(crate) fn is_stop_signal(sig: i32) -> bool {
     matches!(
         sig,
         libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
@@ -1045,21 +1045,6 @@ impl Session<'_> {
         let why = qemu_end_reason(status, tail(self.qemu_log, 5).trim());
         Ok(Step::Done(Outcome::NoStatus(why)))
     }
-}
-
-/// Whether this QEMU build has the seccomp sandbox with the options we use: a build
-/// without libseccomp rejects `-sandbox` and would not start. Probed once per process.
-fn qemu_has_sandbox() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        Command::new("qemu-system-x86_64")
-            .args(["-sandbox", vmplan::SANDBOX, "-version"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
 }
 
 /// Per-VM temp dirs are `<prefix><runner pid>-<random>`, so that a later run can tell

@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -167,8 +167,7 @@ fn write_all_waiting(fd: BorrowedFd, mut data: &[u8]) -> Result<(), ErrorKind> {
             Ok(n) => data = &data[n..],
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::EAGAIN) => {
-                let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
-                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE);
+                crate::launcher::wait_ready(fd, nix::poll::PollFlags::POLLOUT);
             }
             Err(e) => return Err(std::io::Error::from(e).kind()),
         }
@@ -189,7 +188,7 @@ impl Terminal {
     /// gone.
     pub fn start(on_stdout_closed: Box<dyn FnOnce() + Send>) -> std::io::Result<Self> {
         let stdout = StreamWriter::start(
-            stdout_fd(),
+            process_std_fd(libc::STDOUT_FILENO),
             "stdout",
             Box::new(move |kind| {
                 if kind == ErrorKind::BrokenPipe {
@@ -197,7 +196,11 @@ impl Terminal {
                 }
             }),
         )?;
-        let stderr = StreamWriter::start(stderr_fd(), "stderr", Box::new(|_| {}))?;
+        let stderr = StreamWriter::start(
+            process_std_fd(libc::STDERR_FILENO),
+            "stderr",
+            Box::new(|_| {}),
+        )?;
         Ok(Terminal { stdout, stderr })
     }
 
@@ -218,25 +221,17 @@ impl Terminal {
     }
 }
 
-fn stdout_fd() -> BorrowedFd<'static> {
-    // The handle is a reference to a process-wide static; fd 1 stays open for the
-    // process's life (nothing in the runner closes it).
-    let out = std::io::stdout();
-    // SAFETY: fd 1 is open for the life of the process (see above).
-    unsafe { BorrowedFd::borrow_raw(std::os::fd::AsRawFd::as_raw_fd(&out.as_fd())) }
-}
-
-fn stderr_fd() -> BorrowedFd<'static> {
-    let err = std::io::stderr();
-    // SAFETY: fd 2 is open for the life of the process; nothing in the runner closes it.
-    unsafe { BorrowedFd::borrow_raw(std::os::fd::AsRawFd::as_raw_fd(&err.as_fd())) }
+/// fd 1 or 2 for the life of the process: nothing in the runner closes them.
+fn process_std_fd(fd: std::os::fd::RawFd) -> BorrowedFd<'static> {
+    // SAFETY: the standard descriptors stay open until the process exits (see above).
+    unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Read;
-    use std::os::fd::OwnedFd;
+    use std::os::fd::{AsFd, OwnedFd};
 
     /// A writer on a fresh pipe; the pipe's write end is leaked so the thread's
     /// descriptor stays valid for the test process's life.

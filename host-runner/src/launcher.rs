@@ -14,9 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
-use vm_wire::{
-    FrameBuffer, GuestMsg, HostMsg, JobEnd, JobSpec, MAGIC, MAX_CHUNK, STDIN_WINDOW, VERSION,
-};
+use vm_wire::{GuestMsg, HostMsg, Inbox, JobEnd, JobSpec, MAGIC, MAX_CHUNK, STDIN_WINDOW, VERSION};
 
 /// Exit status for a job that ran past its timeout (as timeout(1) uses).
 pub const EXIT_TIMEOUT: i32 = 124;
@@ -103,6 +101,8 @@ pub enum Outcome {
     Timeout,
     /// The guest kernel panicked.
     KernelPanic,
+    /// The guest sent a malformed or oversized frame; the VM was killed.
+    ProtocolError(String),
     /// The VM ended, or the channel broke, without a job status.
     NoStatus(String),
 }
@@ -117,22 +117,30 @@ impl Outcome {
             Outcome::Finished(JobEnd::Signaled(sig)) if (1..=64).contains(sig) => 128 + sig,
             Outcome::Finished(JobEnd::Signaled(_)) => EXIT_VM_FAILED,
             Outcome::Finished(JobEnd::SpawnFailed { status, .. }) => i32::from(*status),
-            Outcome::Finished(JobEnd::SetupFailed(_)) => EXIT_VM_FAILED,
+            Outcome::Finished(JobEnd::SetupFailed(_) | JobEnd::InitPanicked(_)) => EXIT_VM_FAILED,
             Outcome::Timeout => EXIT_TIMEOUT,
             Outcome::Interrupted(sig) => 128 + sig,
-            Outcome::KernelPanic | Outcome::NoStatus(_) => EXIT_VM_FAILED,
+            Outcome::KernelPanic | Outcome::ProtocolError(_) | Outcome::NoStatus(_) => {
+                EXIT_VM_FAILED
+            }
         }
     }
 
     /// One line naming what happened.
     pub fn describe(&self) -> String {
         match self {
+            Outcome::Finished(JobEnd::InitPanicked(why)) => {
+                format!("CRASH: guest init panicked; the job's status is lost ({why})")
+            }
             Outcome::Finished(end) => format!("job {end}"),
             Outcome::Timeout => "TIMEOUT: the job did not finish in time; VM killed".into(),
             Outcome::Interrupted(sig) => {
                 format!("INTERRUPTED: signal {sig} stopped the run; VM killed")
             }
             Outcome::KernelPanic => "CRASH: guest kernel panic".into(),
+            Outcome::ProtocolError(why) => {
+                format!("PROTOCOL ERROR: the guest sent a bad frame ({why}); VM killed")
+            }
             Outcome::NoStatus(why) => format!("CRASH: VM ended without a job status ({why})"),
         }
     }
@@ -608,7 +616,7 @@ struct Channel {
     stream: Socket,
     /// The stream's read timeout: how long one [`Channel::read_once`] waits at most.
     tick: Duration,
-    frames: FrameBuffer,
+    inbox: Inbox<GuestMsg>,
     buf: Vec<u8>,
     /// The guest closed the channel (it does so before powering off) or it broke: from
     /// then on only QEMU's exit is waited for, without spinning on a dead stream.
@@ -643,7 +651,7 @@ impl Channel {
         Ok(Channel {
             stream,
             tick,
-            frames: FrameBuffer::new(),
+            inbox: Inbox::new(),
             buf: vec![0u8; 256 * 1024],
             closed: false,
             send_failed: false,
@@ -731,7 +739,7 @@ impl Channel {
                 ReadStep::Closed
             }
             Ok(n) => {
-                self.frames.push(&self.buf[..n]);
+                self.inbox.push(&self.buf[..n]);
                 ReadStep::Data
             }
             Err(e)
@@ -949,22 +957,11 @@ impl Session<'_> {
         spec: &JobSpec,
     ) -> Result<Option<Outcome>> {
         loop {
-            let body = match ch.frames.next_frame() {
-                Ok(Some(b)) => b,
-                Ok(None) => return Ok(None),
-                Err(e) => {
-                    return Ok(Some(Outcome::NoStatus(format!(
-                        "corrupt stream from guest: {e}"
-                    ))))
-                }
-            };
-            let msg = match GuestMsg::decode(&body) {
-                Ok(m) => m,
-                Err(e) => {
-                    return Ok(Some(Outcome::NoStatus(format!(
-                        "bad message from guest: {e}"
-                    ))))
-                }
+            let msg = match ch.inbox.next_msg() {
+                None => return Ok(None),
+                Some(Ok(m)) => m,
+                // Everything before the bad frame has been acted on.
+                Some(Err(e)) => return Ok(Some(Outcome::ProtocolError(e.to_string()))),
             };
             match msg {
                 GuestMsg::Hello { magic, version } => {
@@ -1110,6 +1107,7 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
+    use vm_wire::FrameBuffer;
 
     #[test]
     fn only_dirs_of_runners_that_are_gone_are_removed() {
@@ -1310,6 +1308,30 @@ mod tests {
         let (outcome, sink) = drive_with(qemu, None, Guest::Alongside(Box::new(guest)));
         assert_eq!(outcome, Outcome::Finished(JobEnd::Exited(3)));
         assert_eq!(sink.stdout.len(), chunks * vm_wire::MAX_CHUNK);
+    }
+
+    #[test]
+    fn a_bad_frame_is_a_protocol_error_after_the_output_before_it() {
+        let qemu = sh("exec sleep 60");
+        let guest = |mut s: UnixStream| {
+            let mut out = hello();
+            out.extend(GuestMsg::Stdout(b"kept".to_vec()).encode());
+            // A host message's kind coming from the guest.
+            out.extend([1, 0, 0, 0, 0x81]);
+            out.extend(GuestMsg::End(JobEnd::Exited(0)).encode());
+            s.write_all(&out).unwrap();
+            let _ = std::io::copy(&mut s, &mut std::io::sink());
+        };
+        let started = Instant::now();
+        let (outcome, sink) = drive_with(qemu, None, Guest::Alongside(Box::new(guest)));
+        let Outcome::ProtocolError(why) = &outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(why.contains("unknown message kind 0x81"), "{why}");
+        assert_eq!(outcome.exit_code(), EXIT_VM_FAILED);
+        assert!(outcome.describe().starts_with("PROTOCOL ERROR"));
+        assert_eq!(sink.stdout, b"kept");
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[test]

@@ -445,6 +445,30 @@ fn a_guest_kernel_panic_is_reported_as_a_crash() {
 }
 
 #[test]
+fn a_panic_in_guest_init_still_ends_with_its_own_status_and_all_output() {
+    // vmjob.fault= makes PID 1 panic after the job ended, before its End frame.
+    let out = run(&[
+        "--no-src",
+        "--kernel-arg",
+        "vmjob.fault=panic-after-job",
+        "sh",
+        "-c",
+        "echo before-the-panic; echo on-stderr >&2; exit 3",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(text(&out.stdout), "before-the-panic\n");
+    assert!(err.starts_with("on-stderr\n"), "{err}");
+    assert!(err.contains("CRASH: guest init panicked"), "{err}");
+    assert!(
+        err.contains("injected after the job exited with status 3"),
+        "{err}"
+    );
+    // Not a lost channel or a timeout in disguise.
+    assert!(!err.contains("without a job status"), "{err}");
+}
+
+#[test]
 fn missing_kernel_and_bad_arguments_exit_2() {
     let out = run(&["--kernel", "/nonexistent/vmlinux", "true"]);
     assert_eq!(out.status.code(), Some(2));

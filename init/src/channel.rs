@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
-use vm_wire::{FrameBuffer, GuestMsg, HostMsg, JobSpec, MAGIC, VERSION};
+use vm_wire::{GuestMsg, HostMsg, Inbox, JobEnd, JobSpec, MAGIC, VERSION};
 
 /// The host's vsock CID.
 const HOST_CID: u32 = 2;
@@ -23,9 +23,14 @@ const HOST_SILENT_NOTE: Duration = Duration::from_secs(60);
 /// A connected, framed channel to the host.
 pub struct Channel {
     stream: File,
-    frames: FrameBuffer,
+    inbox: Inbox<HostMsg>,
     /// Set once a write fails: later sends are dropped instead of retried forever.
     broken: bool,
+    /// A frame is partly written. A panic caught now would leave the host a torn frame,
+    /// so nothing more may be sent after it.
+    mid_frame: bool,
+    /// The End frame went out: a later failure must not send a second one.
+    ended: bool,
     /// The console already says the host went silent (see `note_host_silence`).
     noted_silence: bool,
     /// Set once the host side closed or failed: stop polling it.
@@ -38,12 +43,9 @@ pub struct Channel {
 impl Channel {
     /// Connects over the channel named by `vmjob.channel=` in /proc/cmdline and greets the host.
     pub fn connect_from_cmdline() -> Result<Self, String> {
-        let cmdline = std::fs::read_to_string("/proc/cmdline")
-            .map_err(|e| format!("reading /proc/cmdline: {e}"))?;
-        let spec = cmdline
-            .split_ascii_whitespace()
-            .find_map(|w| w.strip_prefix("vmjob.channel="))
+        let spec = crate::cmdline::value("vmjob.channel")?
             .ok_or("no vmjob.channel= on the kernel command line")?;
+        let spec = spec.as_str();
         let stream = match spec.split_once(':') {
             Some(("vsock", port)) => {
                 let port: u32 = port
@@ -56,8 +58,10 @@ impl Channel {
         };
         let mut chan = Channel {
             stream,
-            frames: FrameBuffer::new(),
+            inbox: Inbox::new(),
             broken: false,
+            mid_frame: false,
+            ended: false,
             noted_silence: false,
             closed: false,
             after_job: Vec::new(),
@@ -74,13 +78,31 @@ impl Channel {
 
     /// Sends one message; a failure is logged once and the channel marked broken.
     pub fn send(&mut self, msg: &GuestMsg) {
-        if self.broken {
+        if self.broken || self.ended {
             return;
         }
-        if let Err(e) = self.write_all_waiting(&msg.encode()) {
+        self.mid_frame = true;
+        let sent = self.write_all_waiting(&msg.encode());
+        self.mid_frame = false;
+        if let Err(e) = sent {
             crate::console::log(&format!("init: lost the host channel: {e}"));
             self.broken = true;
         }
+        if matches!(msg, GuestMsg::End(_)) {
+            self.ended = true;
+        }
+    }
+
+    /// Ends the conversation after PID 1 caught a panic: sends an End frame saying so
+    /// (unless one went out already) and waits for the host's acknowledgement.
+    pub fn end_after_panic(&mut self, message: &str) {
+        if self.mid_frame {
+            // The panic hit inside a write: the host already has a torn frame and
+            // would take whatever follows for its remainder.
+            self.broken = true;
+        }
+        self.send(&GuestMsg::End(JobEnd::InitPanicked(message.to_owned())));
+        self.wait_end_ack();
     }
 
     /// `write_all` for a non-blocking descriptor: waits for room instead of failing.
@@ -128,13 +150,9 @@ impl Channel {
     /// no time limit).
     pub fn wait_end_ack(&mut self) {
         while !self.closed && !self.broken {
-            match self.read_messages() {
-                Ok(msgs) if msgs.contains(&HostMsg::EndAck) => return,
-                Ok(_) => {}
-                Err(e) => {
-                    crate::console::log(&format!("init: {e}"));
-                    return;
-                }
+            let got = self.read_messages();
+            if got.msgs.contains(&HostMsg::EndAck) || got.fault.is_some() {
+                return;
             }
             if !crate::job::wait_readable(self.fd(), HOST_SILENT_NOTE) {
                 self.note_host_silence("sent no end acknowledgement");
@@ -151,7 +169,8 @@ impl Channel {
     /// a host suspended during the boot sends it when it resumes).
     pub fn receive_job(&mut self) -> Result<JobSpec, String> {
         loop {
-            let mut msgs = self.read_messages()?.into_iter();
+            let got = self.read_messages();
+            let mut msgs = got.msgs.into_iter();
             while let Some(msg) = msgs.next() {
                 match msg {
                     HostMsg::Job(spec) => {
@@ -162,6 +181,9 @@ impl Channel {
                         crate::console::log(&format!("init: {other:?} before the job; ignored"))
                     }
                 }
+            }
+            if let Some(fault) = got.fault {
+                return Err(fault);
             }
             if self.closed {
                 return Err("the host closed the channel before sending a job".into());
@@ -177,38 +199,49 @@ impl Channel {
         std::mem::take(&mut self.after_job)
     }
 
-    /// Reads what is available (one read) and returns the complete messages in it.
-    pub fn read_messages(&mut self) -> Result<Vec<HostMsg>, String> {
+    /// Reads what is available (one read) and returns the complete messages in it,
+    /// and the fault that ended the channel if it just broke. A malformed frame is
+    /// reported on the console and to the host (as a log line), after every message
+    /// that came before it.
+    pub fn read_messages(&mut self) -> Received {
+        let mut got = Received::default();
         let mut buf = [0u8; 16 * 1024];
         match self.stream.read(&mut buf) {
-            Ok(0) => {
-                self.closed = true;
-                return Ok(Vec::new());
-            }
-            Ok(n) => self.frames.push(&buf[..n]),
+            Ok(0) => self.closed = true,
+            Ok(n) => self.inbox.push(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
                 self.closed = true;
-                return Err(format!("reading from the host: {e}"));
+                got.fault = Some(format!("reading from the host: {e}"));
             }
         }
-        let mut msgs = Vec::new();
-        loop {
-            let body = match self.frames.next_frame() {
-                Ok(Some(body)) => body,
-                Ok(None) => break,
+        while let Some(decoded) = self.inbox.next_msg() {
+            match decoded {
+                Ok(msg) => got.msgs.push(msg),
                 Err(e) => {
                     // Frame boundaries are lost: nothing after this can be read (an
                     // EndAck included), so stop polling instead of failing on every read.
                     self.closed = true;
-                    return Err(format!("host channel out of step: {e}"));
+                    got.fault = Some(format!("protocol error from the host: {e}"));
                 }
-            };
-            msgs.push(HostMsg::decode(&body).map_err(|e| format!("bad message from host: {e}"))?);
+            }
         }
-        Ok(msgs)
+        if let Some(fault) = &got.fault {
+            crate::console::log(&format!("init: {fault}"));
+            self.send(&GuestMsg::Log(fault.clone()));
+        }
+        got
     }
+}
+
+/// What one read from the host brought.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// The complete messages, in the order sent.
+    pub msgs: Vec<HostMsg>,
+    /// Why the host channel cannot be read any more, if it broke in this read.
+    pub fault: Option<String>,
 }
 
 fn connect_vsock(port: u32) -> Result<File, String> {
@@ -274,8 +307,10 @@ mod tests {
         guest.set_nonblocking(true).unwrap();
         let chan = Channel {
             stream: File::from(std::os::fd::OwnedFd::from(guest)),
-            frames: FrameBuffer::new(),
+            inbox: Inbox::new(),
             broken: false,
+            mid_frame: false,
+            ended: false,
             noted_silence: false,
             closed: false,
             after_job: Vec::new(),
@@ -297,5 +332,55 @@ mod tests {
         assert_eq!(chan.receive_job(), Ok(spec));
         assert_eq!(chan.take_after_job(), vec![HostMsg::Signal(2)]);
         assert!(chan.take_after_job().is_empty());
+    }
+
+    #[test]
+    fn messages_before_a_bad_frame_are_kept_and_the_host_is_told() {
+        let (mut chan, mut host) = channel_pair();
+        let mut stream = HostMsg::Signal(15).encode();
+        stream.extend(HostMsg::Signal(2).encode());
+        // Kind 0x05 is a guest message: the host never sends it.
+        stream.extend([1, 0, 0, 0, 0x05]);
+        host.write_all(&stream).unwrap();
+        let got = chan.read_messages();
+        assert_eq!(got.msgs, vec![HostMsg::Signal(15), HostMsg::Signal(2)]);
+        let fault = got.fault.expect("a fault");
+        assert!(fault.contains("protocol error"), "{fault}");
+        assert!(chan.closed);
+        // The host hears why, as a log frame.
+        let mut inbox = Inbox::<GuestMsg>::new();
+        let mut buf = [0u8; 4096];
+        let n = std::io::Read::read(&mut host, &mut buf).unwrap();
+        inbox.push(&buf[..n]);
+        assert_eq!(inbox.next_msg(), Some(Ok(GuestMsg::Log(fault))));
+    }
+
+    #[test]
+    fn a_panic_report_is_one_end_frame_and_never_a_second() {
+        let (mut chan, mut host) = channel_pair();
+        host.write_all(&HostMsg::EndAck.encode()).unwrap();
+        chan.end_after_panic("boom");
+        chan.send(&GuestMsg::End(JobEnd::Exited(0)));
+        drop(chan);
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut host, &mut bytes).unwrap();
+        let mut inbox = Inbox::<GuestMsg>::new();
+        inbox.push(&bytes);
+        assert_eq!(
+            inbox.next_msg(),
+            Some(Ok(GuestMsg::End(JobEnd::InitPanicked("boom".into()))))
+        );
+        assert_eq!(inbox.next_msg(), None);
+    }
+
+    #[test]
+    fn a_panic_inside_a_write_sends_nothing_more() {
+        let (mut chan, host) = channel_pair();
+        chan.mid_frame = true;
+        chan.end_after_panic("boom");
+        drop(chan);
+        host.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(std::io::Read::read(&mut &host, &mut buf).unwrap(), 0);
     }
 }

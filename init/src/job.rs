@@ -142,13 +142,9 @@ pub fn run(spec: &JobSpec, chan: &mut Channel, signals: &Signals) -> JobEnd {
             }
         }
         if ready.host {
-            match chan.read_messages() {
-                Ok(msgs) => {
-                    for msg in msgs {
-                        handle_host_msg(msg, &mut job, chan);
-                    }
-                }
-                Err(e) => crate::console::log(&format!("init: {e}")),
+            // A fault is already reported; the messages before it still count.
+            for msg in chan.read_messages().msgs {
+                handle_host_msg(msg, &mut job, chan);
             }
         }
     }

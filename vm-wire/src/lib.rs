@@ -33,7 +33,7 @@ use std::fmt;
 /// Identifies this protocol in the guest's greeting ("VMJB").
 pub const MAGIC: u32 = 0x564d_4a42;
 /// Bumped on every incompatible change of the encoding below.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Largest accepted frame body (kind byte + payload), in bytes.
 pub const MAX_FRAME: usize = 1 << 20;
 /// Largest output chunk a sender should put in one frame.
@@ -134,6 +134,9 @@ pub enum JobEnd {
     },
     /// PID 1 failed before the job could run (mount, bad job, ...).
     SetupFailed(String),
+    /// PID 1 hit a bug (a panic it caught) while setting up or supervising the job; the
+    /// job's own status, if it had one, is unknown. Carries the panic message.
+    InitPanicked(String),
 }
 
 /// Messages from the guest to the host.
@@ -181,6 +184,7 @@ mod end_kind {
     pub const SIGNALED: u8 = 1;
     pub const SPAWN_FAILED: u8 = 2;
     pub const SETUP_FAILED: u8 = 3;
+    pub const INIT_PANICKED: u8 = 4;
 }
 
 /// Appends frames to a byte buffer.
@@ -412,6 +416,10 @@ impl GuestMsg {
                         e.u8(end_kind::SETUP_FAILED);
                         e.bytes(message.as_bytes());
                     }
+                    JobEnd::InitPanicked(message) => {
+                        e.u8(end_kind::INIT_PANICKED);
+                        e.bytes(message.as_bytes());
+                    }
                 }
                 e.finish()
             }
@@ -445,6 +453,7 @@ impl GuestMsg {
                     message: f.string("spawn message")?,
                 },
                 end_kind::SETUP_FAILED => JobEnd::SetupFailed(f.string("setup message")?),
+                end_kind::INIT_PANICKED => JobEnd::InitPanicked(f.string("panic message")?),
                 _ => return Err(WireError::Invalid("end kind")),
             }),
             other => return Err(WireError::UnknownKind(other)),
@@ -518,6 +527,87 @@ impl FrameBuffer {
     }
 }
 
+/// A message type one side of the channel decodes.
+pub trait Decode: Sized {
+    /// Decodes one frame body (kind byte and payload, without the length prefix).
+    fn decode_frame(body: &[u8]) -> Result<Self, WireError>;
+}
+
+impl Decode for HostMsg {
+    fn decode_frame(body: &[u8]) -> Result<Self, WireError> {
+        HostMsg::decode(body)
+    }
+}
+
+impl Decode for GuestMsg {
+    fn decode_frame(body: &[u8]) -> Result<Self, WireError> {
+        GuestMsg::decode(body)
+    }
+}
+
+/// The receiving end of a stream of `M`: bytes in, messages out, in order.
+///
+/// Every message that arrived complete before a malformed or oversized frame is
+/// delivered first; then the error, once; then nothing more, because frame boundaries
+/// after a bad frame cannot be trusted (a length that lies would make the rest of the
+/// stream garbage that happens to parse).
+pub struct Inbox<M> {
+    frames: FrameBuffer,
+    failed: bool,
+    _msg: std::marker::PhantomData<fn() -> M>,
+}
+
+impl<M> Default for Inbox<M> {
+    fn default() -> Self {
+        Self {
+            frames: FrameBuffer::new(),
+            failed: false,
+            _msg: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<M: Decode> Inbox<M> {
+    /// An empty inbox.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends received bytes (dropped once the stream has failed).
+    pub fn push(&mut self, data: &[u8]) {
+        if !self.failed {
+            self.frames.push(data);
+        }
+    }
+
+    /// The next complete message, the stream's error (once), or `None` when more bytes
+    /// are needed or the stream has failed.
+    pub fn next_msg(&mut self) -> Option<Result<M, WireError>> {
+        if self.failed {
+            return None;
+        }
+        let decoded = match self.frames.next_frame() {
+            Ok(None) => return None,
+            Ok(Some(body)) => M::decode_frame(&body),
+            Err(e) => Err(e),
+        };
+        if decoded.is_err() {
+            self.failed = true;
+        }
+        Some(decoded)
+    }
+
+    /// True once an error was returned: the stream is abandoned.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Bytes received but not yet returned as messages.
+    pub fn pending(&self) -> usize {
+        self.frames.pending()
+    }
+}
+
 impl fmt::Display for JobEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -525,6 +615,7 @@ impl fmt::Display for JobEnd {
             JobEnd::Signaled(sig) => write!(f, "killed by signal {sig}"),
             JobEnd::SpawnFailed { message, .. } => write!(f, "could not start: {message}"),
             JobEnd::SetupFailed(message) => write!(f, "guest setup failed: {message}"),
+            JobEnd::InitPanicked(message) => write!(f, "guest init panicked: {message}"),
         }
     }
 }

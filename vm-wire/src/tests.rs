@@ -41,6 +41,7 @@ fn guest_msgs() -> Vec<GuestMsg> {
             message: "nope: not found".into(),
         }),
         GuestMsg::End(JobEnd::SetupFailed("no disk".into())),
+        GuestMsg::End(JobEnd::InitPanicked("index out of bounds".into())),
         GuestMsg::StdinTaken(16384),
         GuestMsg::StdinClosed,
     ]
@@ -254,4 +255,56 @@ fn random_bytes_never_panic() {
         fb.push(&b);
         let _ = fb.next_frame();
     }
+}
+
+#[test]
+fn inbox_delivers_everything_before_a_bad_frame_then_the_error_once() {
+    let mut stream = GuestMsg::Stdout(b"first".to_vec()).encode();
+    stream.extend(GuestMsg::Stderr(b"second".to_vec()).encode());
+    // A frame whose kind no guest sends, then a good frame the inbox must not trust.
+    stream.extend([1, 0, 0, 0, 0x7f]);
+    stream.extend(GuestMsg::End(JobEnd::Exited(0)).encode());
+    let mut inbox = Inbox::<GuestMsg>::new();
+    inbox.push(&stream);
+    assert_eq!(
+        inbox.next_msg(),
+        Some(Ok(GuestMsg::Stdout(b"first".to_vec())))
+    );
+    assert_eq!(
+        inbox.next_msg(),
+        Some(Ok(GuestMsg::Stderr(b"second".to_vec())))
+    );
+    assert_eq!(inbox.next_msg(), Some(Err(WireError::UnknownKind(0x7f))));
+    assert!(inbox.failed());
+    assert_eq!(inbox.next_msg(), None);
+    inbox.push(&GuestMsg::End(JobEnd::Exited(0)).encode());
+    assert_eq!(inbox.next_msg(), None, "a failed stream stays failed");
+}
+
+#[test]
+fn inbox_names_an_oversized_frame_after_the_messages_before_it() {
+    let mut stream = HostMsg::Signal(2).encode();
+    stream.extend(((MAX_FRAME + 1) as u32).to_le_bytes());
+    let mut inbox = Inbox::<HostMsg>::new();
+    inbox.push(&stream);
+    assert_eq!(inbox.next_msg(), Some(Ok(HostMsg::Signal(2))));
+    assert_eq!(
+        inbox.next_msg(),
+        Some(Err(WireError::TooLarge(MAX_FRAME + 1)))
+    );
+    assert_eq!(inbox.next_msg(), None);
+}
+
+#[test]
+fn inbox_waits_for_the_rest_of_a_partial_frame() {
+    let frame = HostMsg::Job(sample_job()).encode();
+    let mut inbox = Inbox::<HostMsg>::new();
+    for byte in &frame[..frame.len() - 1] {
+        inbox.push(std::slice::from_ref(byte));
+        assert_eq!(inbox.next_msg(), None);
+    }
+    assert_eq!(inbox.pending(), frame.len() - 1);
+    inbox.push(&frame[frame.len() - 1..]);
+    assert_eq!(inbox.next_msg(), Some(Ok(HostMsg::Job(sample_job()))));
+    assert!(!inbox.failed());
 }

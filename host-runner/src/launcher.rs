@@ -2,6 +2,7 @@
 //! channel, timeout, and the verdict.
 
 use crate::caps::HostCaps;
+use crate::qmp::QmpMonitor;
 use crate::vmplan::{self, ChannelPlan, DiskAttach, VmConfig};
 use anyhow::{bail, Context, Result};
 use nix::fcntl::OFlag;
@@ -103,6 +104,9 @@ pub enum Outcome {
     KernelPanic,
     /// The guest sent a malformed or oversized frame; the VM was killed.
     ProtocolError(String),
+    /// QEMU could not read or write a disk image on the host (a full disk); the VM was
+    /// killed. The text names the drive and the host's error.
+    HostIoError(String),
     /// The VM ended, or the channel broke, without a job status.
     NoStatus(String),
 }
@@ -120,9 +124,10 @@ impl Outcome {
             Outcome::Finished(JobEnd::SetupFailed(_) | JobEnd::InitPanicked(_)) => EXIT_VM_FAILED,
             Outcome::Timeout => EXIT_TIMEOUT,
             Outcome::Interrupted(sig) => 128 + sig,
-            Outcome::KernelPanic | Outcome::ProtocolError(_) | Outcome::NoStatus(_) => {
-                EXIT_VM_FAILED
-            }
+            Outcome::KernelPanic
+            | Outcome::ProtocolError(_)
+            | Outcome::HostIoError(_)
+            | Outcome::NoStatus(_) => EXIT_VM_FAILED,
         }
     }
 
@@ -138,6 +143,7 @@ impl Outcome {
                 format!("INTERRUPTED: signal {sig} stopped the run; VM killed")
             }
             Outcome::KernelPanic => "CRASH: guest kernel panic".into(),
+            Outcome::HostIoError(what) => format!("{what}; VM killed"),
             Outcome::ProtocolError(why) => {
                 format!("PROTOCOL ERROR: the guest sent a bad frame ({why}); VM killed")
             }
@@ -368,6 +374,7 @@ pub fn run_vm(
         quiet_kernel: !req.verbose_kernel,
         extra_kernel_args: req.kernel_args.clone(),
         sandbox: caps.qemu_sandbox,
+        qmp_socket: Some(dir.path().join("qmp.sock")),
     };
 
     let _daemon = match vmplan::vsock_daemon_argv(&channel) {
@@ -404,6 +411,7 @@ pub fn run_vm(
         false => None,
     };
     let mut session = Session {
+        qmp: cfg.qmp_socket.as_deref().map(QmpMonitor::new),
         qemu: &mut qemu,
         qemu_log: &qemu_log,
         deadline,
@@ -563,6 +571,8 @@ const READ_TICK: Duration = Duration::from_millis(20);
 /// The host end of one VM's channel.
 struct Session<'a> {
     qemu: &'a mut Reaped,
+    /// Hears of host I/O errors on the VM's disks (see `qmp`).
+    qmp: Option<QmpMonitor>,
     qemu_log: &'a Path,
     deadline: Instant,
     sink: &'a mut dyn OutputSink,
@@ -1031,6 +1041,12 @@ impl Session<'_> {
             self.kill_vm();
             return Ok(Step::Done(Outcome::Timeout));
         }
+        // The guest already got an I/O error on a disk that lost data: nothing it
+        // reports after this can be trusted to be about the job alone.
+        if let Some(err) = self.qmp.as_mut().and_then(QmpMonitor::poll) {
+            self.kill_vm();
+            return Ok(Step::Done(Outcome::HostIoError(err.to_string())));
+        }
         let Some(status) = self.qemu.0.try_wait()? else {
             return Ok(Step::Continue);
         };
@@ -1221,6 +1237,7 @@ mod tests {
         let mut sink = Collected::default();
         let qemu_log = dir.path().join("qemu.log");
         let mut session = Session {
+            qmp: None,
             qemu: &mut qemu,
             qemu_log: &qemu_log,
             deadline: Instant::now() + Duration::from_secs(30),

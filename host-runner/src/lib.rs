@@ -14,6 +14,7 @@ pub mod image;
 pub mod kernel;
 pub mod launcher;
 pub mod output;
+pub mod qmp;
 pub mod scratch;
 pub mod testsuite;
 pub mod vmplan;

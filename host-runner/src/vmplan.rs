@@ -103,7 +103,14 @@ pub struct VmConfig {
     pub extra_kernel_args: Vec<String>,
     /// Run QEMU under its seccomp filter ([`SANDBOX`]); only where the QEMU build has it.
     pub sandbox: bool,
+    /// QMP server socket, for the runner to hear of host I/O errors (see `qmp`).
+    pub qmp_socket: Option<PathBuf>,
 }
+
+/// What every drive does when a host read or write fails: report the error to the guest
+/// (and as a QMP event) instead of QEMU's default of pausing the VM on ENOSPC, which
+/// turned a full host disk into a hang until the run's timeout.
+pub const DRIVE_ERROR_POLICY: &str = ",werror=report,rerror=report";
 
 /// QEMU's seccomp sandbox with every optional deny: QEMU may not exec or fork
 /// (`spawn`), change its privileges, or use obsolete or resource-control calls. A
@@ -192,6 +199,11 @@ pub fn qemu_argv(cfg: &VmConfig) -> Vec<OsString> {
     if cfg.sandbox {
         push(&mut argv, &["-sandbox", SANDBOX]);
     }
+    if let Some(qmp) = &cfg.qmp_socket {
+        argv.push("-qmp".into());
+        // Listening, never waiting for the client: the runner connects when it polls.
+        argv.push(path_opt("unix:", qmp, ",server=on,wait=off"));
+    }
     argv.push("-serial".into());
     // A legacy chardev spec: everything after "file:" is the path, commas included.
     let mut serial = OsString::from("file:");
@@ -206,7 +218,7 @@ pub fn qemu_argv(cfg: &VmConfig) -> Vec<OsString> {
     argv.push(path_opt(
         "id=root,file=",
         &cfg.root_image,
-        ",format=raw,if=none,snapshot=on",
+        &format!(",format=raw,if=none,snapshot=on{DRIVE_ERROR_POLICY}"),
     ));
     // One request queue per vCPU, as virtio-blk-pci gets by default since QEMU 5.2 but
     // virtio-mmio does not: with a single queue the guest puts mq-deadline in front of
@@ -221,7 +233,7 @@ pub fn qemu_argv(cfg: &VmConfig) -> Vec<OsString> {
         ],
     );
     for (i, disk) in cfg.disks.iter().enumerate() {
-        let mut opts = String::from(",format=raw,if=none");
+        let mut opts = format!(",format=raw,if=none{DRIVE_ERROR_POLICY}");
         if disk.read_only {
             opts.push_str(",readonly=on");
         }
@@ -311,7 +323,25 @@ mod tests {
             quiet_kernel: true,
             extra_kernel_args: Vec::new(),
             sandbox: true,
+            qmp_socket: Some("/t/qmp.sock".into()),
         }
+    }
+
+    #[test]
+    fn host_io_errors_are_reported_never_a_pause_and_qmp_listens() {
+        let argv = strings(&qemu_argv(&cfg(vhost_user())));
+        let drives = values(&argv, "-drive");
+        assert_eq!(drives.len(), 2);
+        for d in drives {
+            assert!(d.contains(",werror=report,rerror=report"), "{d}");
+        }
+        assert_eq!(
+            values(&argv, "-qmp"),
+            ["unix:/t/qmp.sock,server=on,wait=off"]
+        );
+        let mut c = cfg(vhost_user());
+        c.qmp_socket = None;
+        assert!(values(&strings(&qemu_argv(&c)), "-qmp").is_empty());
     }
 
     #[test]
@@ -360,7 +390,7 @@ mod tests {
             .collect();
         assert!(
             argv.contains(
-                &"id=root,file=/c,,d/root.ext2,format=raw,if=none,snapshot=on".to_string()
+                &"id=root,file=/c,,d/root.ext2,format=raw,if=none,snapshot=on,werror=report,rerror=report".to_string()
             ),
             "{argv:?}"
         );
@@ -454,8 +484,8 @@ mod tests {
         assert_eq!(
             values(&argv, "-drive"),
             [
-                "id=root,file=/c/root.ext2,format=raw,if=none,snapshot=on",
-                "id=disk0,file=/c/src.ext2,format=raw,if=none,readonly=on,cache=none,aio=threads"
+                "id=root,file=/c/root.ext2,format=raw,if=none,snapshot=on,werror=report,rerror=report",
+                "id=disk0,file=/c/src.ext2,format=raw,if=none,werror=report,rerror=report,readonly=on,cache=none,aio=threads"
             ]
         );
         let devices = values(&argv, "-device");

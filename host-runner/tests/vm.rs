@@ -468,6 +468,74 @@ fn a_panic_in_guest_init_still_ends_with_its_own_status_and_all_output() {
     assert!(!err.contains("without a job status"), "{err}");
 }
 
+/// A tmpfs of `mib` MiB mounted on a fresh directory, unmounted on drop; `None` when
+/// this process may not mount (not root).
+struct SmallTmpfs(tempfile::TempDir);
+
+impl SmallTmpfs {
+    fn mount(mib: u32) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallTmpfs(dir))
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_host_disk_is_named_and_ends_the_run_in_seconds() {
+    set_up_once();
+    let Some(small) = SmallTmpfs::mount(24) else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    // The VM's runtime dir, its scratch disk and QEMU's snapshot overlay all live in
+    // TMPDIR: 64 MiB written in the guest cannot fit. QEMU used to pause the VM on
+    // ENOSPC, and the run ended as a TIMEOUT 60 s later.
+    let started = std::time::Instant::now();
+    let out = run_in_vm()
+        .env("TMPDIR", small.0.path())
+        .args([
+            "--no-src",
+            "--timeout",
+            "60",
+            "--scratch",
+            "ext2:/s",
+            "sh",
+            "-c",
+        ])
+        .arg("dd if=/dev/zero of=/s/big bs=1M count=64 2>/dev/null; sync; sleep 100")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("HOST DISK FULL"), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    // And the VM's files went with it.
+    let left: Vec<_> = std::fs::read_dir(small.0.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 #[test]
 fn missing_kernel_and_bad_arguments_exit_2() {
     let out = run(&["--kernel", "/nonexistent/vmlinux", "true"]);

@@ -140,7 +140,7 @@ fn ensure_tree() -> Result<PathBuf> {
         let staging = dir.join("staging");
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging)?;
-        let ok = Command::new("tar")
+        let ok = crate::child::dies_with_runner(&mut Command::new("tar"))
             .arg("-xf")
             .arg(crate::kernel::DEBIAN_TARBALL)
             .arg("-C")

@@ -11,6 +11,7 @@ pub fn command() -> Command {
     let mut cmd =
         Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")));
     cmd.stdin(std::process::Stdio::null());
+    crate::child::dies_with_runner(&mut cmd);
     cmd
 }
 

@@ -192,7 +192,7 @@ fn link_busybox_applets(root: &Path) -> Result<()> {
 /// `mke2fs -t ext2 -d DIR`: a sparse image of `size_mib` with at least `inodes` inodes.
 pub fn make_ext2(dir: &Path, image: &Path, size_mib: u64, inodes: u64) -> Result<()> {
     let _ = std::fs::remove_file(image);
-    let out = Command::new("mke2fs")
+    let out = crate::child::dies_with_runner(&mut Command::new("mke2fs"))
         .args([
             "-q", "-F", "-t", "ext2", "-b", "4096", "-I", "256", "-m", "0",
         ])

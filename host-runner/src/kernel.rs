@@ -417,7 +417,7 @@ fn unpack(tarball: &Path, src_dir: &Path) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&tree);
     let _ = std::fs::remove_dir_all(src_dir.join("applied"));
     std::fs::create_dir_all(&staging)?;
-    run(Command::new("tar")
+    run(crate::child::dies_with_runner(&mut Command::new("tar"))
         .arg("-xf")
         .arg(tarball)
         .arg("-C")
@@ -550,7 +550,9 @@ fn log_file(log: &Path) -> Result<std::fs::File> {
 fn make(tree: &Path, obj: &Path, targets: &[&str], log: &Path, progress: bool) -> Result<()> {
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut cmd = Command::new("make");
-    cmd.arg("-C")
+    // make and its compilers run for minutes; a killed runner must not leave them.
+    crate::child::dies_with_runner(&mut cmd)
+        .arg("-C")
         .arg(tree)
         .arg(format!("O={}", obj.display()))
         .arg(format!("-j{jobs}"))

@@ -325,17 +325,9 @@ fn spawn_logged(program: &Path, args: &[std::ffi::OsString], log: &Path) -> Resu
         // Its own process group: a Ctrl-C on the terminal is for the job, which the
         // runner forwards; it must not kill QEMU or the backend.
         .process_group(0);
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent. Outside
-    // the terminal's process group, QEMU would outlive a runner killed by a signal;
-    // the parent-death signal ends it with the thread that started it.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // Outside the terminal's process group, QEMU would outlive a runner killed by a
+    // signal; the parent-death signal ends it with the thread that started it.
+    crate::child::dies_with_runner(&mut cmd);
     let child = cmd
         .spawn()
         .with_context(|| format!("starting {}", program.display()))?;
@@ -377,19 +369,19 @@ pub fn run_vm(
         qmp_socket: Some(dir.path().join("qmp.sock")),
     };
 
-    let _daemon = match vmplan::vsock_daemon_argv(&channel) {
+    let daemon_log = dir.path().join("vsockd.log");
+    let mut daemon = match vmplan::vsock_daemon_argv(&channel) {
         Some(args) => {
             let bin = caps
                 .vsock_daemon
                 .clone()
                 .or_else(crate::vsockd::find_daemon)
                 .context("vhost-device-vsock is not installed")?;
-            let log = dir.path().join("vsockd.log");
-            let mut d = spawn_logged(&bin, &args, &log)?;
+            let mut d = spawn_logged(&bin, &args, &daemon_log)?;
             let ChannelPlan::VhostUserVsock { backend_socket, .. } = &channel else {
                 unreachable!("daemon argv only exists for vhost-user")
             };
-            wait_for_socket(backend_socket, &mut d, &log)?;
+            wait_for_socket(backend_socket, &mut d, &daemon_log)?;
             Some(d)
         }
         None => None,
@@ -412,6 +404,7 @@ pub fn run_vm(
     };
     let mut session = Session {
         qmp: cfg.qmp_socket.as_deref().map(QmpMonitor::new),
+        daemon: daemon.as_mut().map(|d| (d, daemon_log.as_path())),
         qemu: &mut qemu,
         qemu_log: &qemu_log,
         deadline,
@@ -573,6 +566,8 @@ struct Session<'a> {
     qemu: &'a mut Reaped,
     /// Hears of host I/O errors on the VM's disks (see `qmp`).
     qmp: Option<QmpMonitor>,
+    /// The vhost-user vsock backend and its log, when the channel goes through one.
+    daemon: Option<(&'a mut Reaped, &'a Path)>,
     qemu_log: &'a Path,
     deadline: Instant,
     sink: &'a mut dyn OutputSink,
@@ -1048,6 +1043,19 @@ impl Session<'_> {
             return Ok(Step::Done(Outcome::HostIoError(err.to_string())));
         }
         let Some(status) = self.qemu.0.try_wait()? else {
+            // Without its backend the VM can say nothing more: end it now, by name,
+            // rather than wait for the channel to be declared lost.
+            if let Some((daemon, log)) = self.daemon.as_mut() {
+                if let Some(status) = daemon.0.try_wait()? {
+                    let why = format!(
+                        "the vsock backend vhost-device-vsock exited ({status}) while the VM ran; \
+                         killed the VM{}",
+                        log_tail_suffix(log)
+                    );
+                    self.kill_vm();
+                    return Ok(Step::Done(Outcome::NoStatus(why)));
+                }
+            }
             return Ok(Step::Continue);
         };
         let console = std::fs::read(console_log).unwrap_or_default();
@@ -1057,6 +1065,15 @@ impl Session<'_> {
         }
         let why = qemu_end_reason(status, tail(self.qemu_log, 5).trim());
         Ok(Step::Done(Outcome::NoStatus(why)))
+    }
+}
+
+/// `": <last lines of log>"`, or nothing when the log is empty.
+fn log_tail_suffix(log: &Path) -> String {
+    let tail = tail(log, 3);
+    match tail.trim() {
+        "" => String::new(),
+        t => format!(": {t}"),
     }
 }
 
@@ -1238,6 +1255,7 @@ mod tests {
         let qemu_log = dir.path().join("qemu.log");
         let mut session = Session {
             qmp: None,
+            daemon: None,
             qemu: &mut qemu,
             qemu_log: &qemu_log,
             deadline: Instant::now() + Duration::from_secs(30),

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cache;
 pub mod caps;
 pub mod cargo;
+pub mod child;
 pub mod cli;
 pub mod deps;
 pub mod image;

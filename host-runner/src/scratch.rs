@@ -84,7 +84,7 @@ pub fn mke2fs_args(spec: &ScratchSpec, image: &Path) -> Vec<std::ffi::OsString> 
 /// Makes the empty filesystem of `spec` as `dir/scratch-N.img` and returns its path.
 pub fn create(spec: &ScratchSpec, dir: &Path, n: usize) -> Result<PathBuf> {
     let image = dir.join(format!("scratch-{n}.img"));
-    let out = Command::new("mke2fs")
+    let out = crate::child::dies_with_runner(&mut Command::new("mke2fs"))
         .args(mke2fs_args(spec, &image))
         .stdin(Stdio::null())
         .output()

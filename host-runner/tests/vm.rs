@@ -695,6 +695,82 @@ fn children_of(pid: u32) -> Vec<i32> {
     out
 }
 
+/// SIGKILLs the runner's child whose command name starts with `comm` (as the OOM
+/// killer or a user might), mid-job, and returns the runner's status, stderr and how
+/// long the runner took to end after the kill; `None` if the runner has no such child.
+fn kill_helper_mid_job(comm: &str) -> Option<(Option<i32>, String, std::time::Duration)> {
+    set_up_once();
+    let mut child = run_in_vm()
+        .args([
+            "--no-src",
+            "--timeout",
+            "120",
+            "sh",
+            "-c",
+            "echo ready; sleep 100",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let Some(victim) = children_of(child.id()).into_iter().find(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with(comm))
+    }) else {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        return None;
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let killed_at = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    let took = killed_at.elapsed();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    Some((status.code(), err, took))
+}
+
+#[test]
+fn a_killed_vsock_backend_is_named_at_once() {
+    let Some((code, err, took)) = kill_helper_mid_job("vhost-device-vs") else {
+        // Kernel vhost-vsock or virtio-serial: there is no backend process to lose.
+        eprintln!("skipped: this host runs no vhost-device-vsock");
+        return;
+    };
+    assert_eq!(code, Some(125), "{err}");
+    assert!(
+        err.contains("vsock backend vhost-device-vsock exited"),
+        "{err}"
+    );
+    // Before, the lost channel was declared only after its 10 s grace.
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "took {took:?}; {err}"
+    );
+}
+
+#[test]
+fn a_killed_qemu_is_named() {
+    let (code, err, took) = kill_helper_mid_job("qemu-system").expect("QEMU runs");
+    assert_eq!(code, Some(125), "{err}");
+    assert!(
+        err.contains("CRASH: VM ended without a job status"),
+        "{err}"
+    );
+    assert!(err.contains("QEMU was killed by SIGKILL (9)"), "{err}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "took {took:?}; {err}"
+    );
+}
+
 #[test]
 fn a_killed_runner_takes_its_vm_with_it() {
     let (mut child, _stdout) = start_until_ready("echo ready; sleep 1000");

@@ -181,10 +181,7 @@ impl VmReport {
 }
 
 fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path).unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    crate::console_log::tail_lines(path, lines)
 }
 
 /// Kills and reaps a child on drop, so no QEMU or daemon outlives its run.
@@ -404,6 +401,7 @@ pub fn run_vm(
     };
     let mut session = Session {
         qmp: cfg.qmp_socket.as_deref().map(QmpMonitor::new),
+        console_bound: crate::console_log::Bound::new(),
         daemon: daemon.as_mut().map(|d| (d, daemon_log.as_path())),
         qemu: &mut qemu,
         qemu_log: &qemu_log,
@@ -418,6 +416,12 @@ pub fn run_vm(
     let (outcome, boot_time) = session.drive(&listener, &req.spec, &console_log)?;
     let total_time = start.elapsed();
     drop(qemu);
+    if let Err(e) = crate::console_log::finish(&console_log, crate::console_log::CAP) {
+        sink.note(&format!(
+            "trimming the console log {}: {e}",
+            console_log.display()
+        ));
+    }
     Ok(VmReport {
         outcome,
         console_log,
@@ -566,6 +570,8 @@ struct Session<'a> {
     qemu: &'a mut Reaped,
     /// Hears of host I/O errors on the VM's disks (see `qmp`).
     qmp: Option<QmpMonitor>,
+    /// Keeps the console log from growing without limit while the VM runs.
+    console_bound: crate::console_log::Bound,
     /// The vhost-user vsock backend and its log, when the channel goes through one.
     daemon: Option<(&'a mut Reaped, &'a Path)>,
     qemu_log: &'a Path,
@@ -1043,6 +1049,8 @@ impl Session<'_> {
             return Ok(Step::Done(Outcome::HostIoError(err.to_string())));
         }
         let Some(status) = self.qemu.0.try_wait()? else {
+            self.console_bound
+                .enforce(console_log, crate::console_log::CAP);
             // Without its backend the VM can say nothing more: end it now, by name,
             // rather than wait for the channel to be declared lost.
             if let Some((daemon, log)) = self.daemon.as_mut() {
@@ -1058,7 +1066,7 @@ impl Session<'_> {
             }
             return Ok(Step::Continue);
         };
-        let console = std::fs::read(console_log).unwrap_or_default();
+        let console = crate::console_log::read_tail(console_log, crate::console_log::PANIC_WINDOW);
         let console = String::from_utf8_lossy(&console);
         if console.contains("Kernel panic") {
             return Ok(Step::Done(Outcome::KernelPanic));
@@ -1255,6 +1263,7 @@ mod tests {
         let qemu_log = dir.path().join("qemu.log");
         let mut session = Session {
             qmp: None,
+            console_bound: crate::console_log::Bound::new(),
             daemon: None,
             qemu: &mut qemu,
             qemu_log: &qemu_log,

@@ -10,6 +10,7 @@ pub mod caps;
 pub mod cargo;
 pub mod child;
 pub mod cli;
+pub mod console_log;
 pub mod deps;
 pub mod image;
 pub mod kernel;

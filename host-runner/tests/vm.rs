@@ -537,6 +537,52 @@ fn a_full_host_disk_is_named_and_ends_the_run_in_seconds() {
 }
 
 #[test]
+fn a_guest_flooding_its_console_leaves_a_log_of_bounded_size_with_its_tail() {
+    // 3 MB to the serial console; the log keeps its last MiB (host-runner's console_log::CAP).
+    let nanos = std::time::UNIX_EPOCH.elapsed().unwrap().subsec_nanos();
+    let marker = format!("flood-{}-{nanos}", std::process::id());
+    let started = std::time::SystemTime::now();
+    let out = run(&[
+        "--no-src",
+        "sh",
+        "-c",
+        &format!(
+            "yes {marker} | head -c 3000000 > /dev/console; echo last-{marker} > /dev/console"
+        ),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let logs =
+        std::path::Path::new(&std::env::var("HOME").unwrap()).join(".cache/uring-getdents/logs");
+    let logs = std::env::var_os("XDG_CACHE_HOME")
+        .map(|c| std::path::PathBuf::from(c).join("uring-getdents/logs"))
+        .unwrap_or(logs);
+    let ours: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.metadata().is_ok_and(|m| m.modified().unwrap() >= started))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter(|t| t.contains(&format!("last-{marker}")))
+        .collect();
+    assert_eq!(
+        ours.len(),
+        1,
+        "console logs with the marker: {}",
+        ours.len()
+    );
+    let log = &ours[0];
+    assert!(log.len() <= (1 << 20) + 200, "{} bytes kept", log.len());
+    assert!(
+        log.starts_with("[host-runner: the first "),
+        "{}",
+        &log[..200]
+    );
+    assert!(
+        log.lines().nth(1).is_some_and(|l| l == marker),
+        "not whole lines"
+    );
+}
+
+#[test]
 fn missing_kernel_and_bad_arguments_exit_2() {
     let out = run(&["--kernel", "/nonexistent/vmlinux", "true"]);
     assert_eq!(out.status.code(), Some(2));

@@ -295,6 +295,12 @@ fn feed_input(input: &mut Option<Input>, events: PollFlags, chan: &mut Channel) 
     }
 }
 
+/// Whether `incoming` more bytes of standard input keep the unwritten ones within the
+/// window the host promised not to exceed.
+fn fits_stdin_window(pending: usize, incoming: usize) -> bool {
+    pending.saturating_add(incoming) <= vm_wire::STDIN_WINDOW
+}
+
 /// Reads one chunk from a pipe and sends it; closes the pipe at end-of-file.
 fn pump<R: Read>(pipe: &mut Option<R>, chan: &mut Channel, wrap: fn(Vec<u8>) -> GuestMsg) {
     let Some(r) = pipe.as_mut() else { return };
@@ -389,6 +395,18 @@ fn handle_host_msg(msg: HostMsg, job: &mut Running, chan: &mut Channel) {
     match msg {
         HostMsg::Signal(n) => forward_raw(n, job.leader, chan),
         HostMsg::Stdin(data) => match job.input.as_mut() {
+            Some(inp) if !fits_stdin_window(inp.pending.len(), data.len()) => {
+                // A host that ignores the window would grow this buffer without limit:
+                // its input ends here, and both sides are told why.
+                let why = format!(
+                    "the host sent standard input past its {}-byte window; the job's input is closed",
+                    vm_wire::STDIN_WINDOW
+                );
+                crate::console::log(&format!("init: {why}"));
+                chan.send(&GuestMsg::Log(why));
+                job.input = None;
+                chan.send(&GuestMsg::StdinClosed);
+            }
             Some(inp) => {
                 inp.pending.extend_from_slice(&data);
                 feed_input(&mut job.input, PollFlags::empty(), chan);
@@ -470,5 +488,19 @@ fn wait_for(fd: BorrowedFd<'_>, flags: PollFlags, timeout: Duration) -> Option<P
     ) {
         Ok(n) if n > 0 => Some(fds[0].revents().unwrap_or(PollFlags::empty())),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::fits_stdin_window;
+    use vm_wire::STDIN_WINDOW;
+
+    #[test]
+    fn the_stdin_buffer_never_exceeds_the_window() {
+        assert!(fits_stdin_window(0, STDIN_WINDOW));
+        assert!(fits_stdin_window(STDIN_WINDOW - 1, 1));
+        assert!(!fits_stdin_window(STDIN_WINDOW, 1));
+        assert!(!fits_stdin_window(1, usize::MAX));
     }
 }

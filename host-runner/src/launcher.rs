@@ -312,6 +312,26 @@ fn listen(plan: &mut ChannelPlan) -> Result<Socket> {
     Ok(sock)
 }
 
+/// Whether a connection from `peer` may be this VM's guest. On the host kernel's vsock
+/// every VM of the machine (other users' included) can reach the port the runner
+/// listens on, so only the CID given to our guest is taken. The Unix sockets of the
+/// other channels live in the VM's 0700 directory, which is their access check.
+fn peer_is_our_guest(plan: &ChannelPlan, peer: &SockAddr) -> bool {
+    match plan {
+        ChannelPlan::VhostKernelVsock { cid, .. } => peer
+            .as_vsock_address()
+            .is_some_and(|(peer_cid, _)| peer_cid == *cid),
+        ChannelPlan::VhostUserVsock { .. } | ChannelPlan::VirtioSerial { .. } => true,
+    }
+}
+
+fn describe_peer(peer: &SockAddr) -> String {
+    match peer.as_vsock_address() {
+        Some((cid, port)) => format!("vsock CID {cid} port {port}"),
+        None => "an unexpected peer".into(),
+    }
+}
+
 fn spawn_logged(program: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<Reaped> {
     let out = std::fs::File::create(log)?;
     let mut cmd = Command::new(program);
@@ -413,7 +433,7 @@ pub fn run_vm(
         input,
         read_tick: READ_TICK,
     };
-    let (outcome, boot_time) = session.drive(&listener, &req.spec, &console_log)?;
+    let (outcome, boot_time) = session.drive(&listener, &channel, &req.spec, &console_log)?;
     let total_time = start.elapsed();
     drop(qemu);
     if let Err(e) = crate::console_log::finish(&console_log, crate::console_log::CAP) {
@@ -788,6 +808,7 @@ impl Session<'_> {
     fn drive(
         &mut self,
         listener: &Socket,
+        plan: &ChannelPlan,
         spec: &JobSpec,
         console_log: &Path,
     ) -> Result<(Outcome, Option<Duration>)> {
@@ -795,7 +816,11 @@ impl Session<'_> {
         // 1. Wait for the guest to connect.
         let stream = loop {
             match listener.accept() {
-                Ok((s, _)) => break s,
+                Ok((s, peer)) if peer_is_our_guest(plan, &peer) => break s,
+                Ok((_, peer)) => self.sink.note(&format!(
+                    "refused a connection from {}: not this VM's guest",
+                    describe_peer(&peer)
+                )),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e).context("accepting the guest's connection"),
             }
@@ -1278,6 +1303,7 @@ mod tests {
         let (outcome, _) = session
             .drive(
                 &listener,
+                &plan,
                 &JobSpec {
                     argv: vec![b"true".to_vec()],
                     stdin,
@@ -1352,6 +1378,24 @@ mod tests {
         let (outcome, sink) = drive_with(qemu, None, Guest::Alongside(Box::new(guest)));
         assert_eq!(outcome, Outcome::Finished(JobEnd::Exited(3)));
         assert_eq!(sink.stdout.len(), chunks * vm_wire::MAX_CHUNK);
+    }
+
+    #[test]
+    fn only_our_guests_cid_is_accepted_on_kernel_vsock() {
+        let plan = ChannelPlan::VhostKernelVsock { cid: 7, port: 1234 };
+        assert!(peer_is_our_guest(&plan, &SockAddr::vsock(7, 999)));
+        assert!(!peer_is_our_guest(&plan, &SockAddr::vsock(8, 999)));
+        // The host itself (CID 2 or 1) is not our guest either.
+        assert!(!peer_is_our_guest(&plan, &SockAddr::vsock(2, 999)));
+        assert!(!peer_is_our_guest(&plan, &SockAddr::vsock(1, 999)));
+        assert_eq!(
+            describe_peer(&SockAddr::vsock(8, 999)),
+            "vsock CID 8 port 999"
+        );
+        let serial = ChannelPlan::VirtioSerial {
+            socket: "/t/s".into(),
+        };
+        assert!(peer_is_our_guest(&serial, &SockAddr::unix("/t/x").unwrap()));
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub enum Cmd {
     Caps,
     /// Benchmark traverse against du -bs and peers, warm and cold, host and microvm.
     Bench(crate::bench::BenchArgs),
+    /// Many real runs, serial and parallel, and every named fault, checked from outside.
+    Soak(crate::soak::SoakArgs),
 }
 
 /// Where the kernel comes from.
@@ -605,6 +607,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Run(r) => cmd_run(&r, "host-runner"),
         Cmd::Test(t) => crate::testsuite::cmd_test(&t),
         Cmd::Bench(b) => crate::bench::cmd_bench(&b),
+        Cmd::Soak(s) => crate::soak::cmd_soak(&s),
         Cmd::Caps => {
             let caps = HostCaps::probe();
             println!("{caps:#?}");

@@ -18,6 +18,7 @@ pub mod launcher;
 pub mod output;
 pub mod qmp;
 pub mod scratch;
+pub mod soak;
 pub mod testsuite;
 pub mod vmplan;
 pub mod vsockd;

@@ -196,10 +196,25 @@ impl Drop for Reaped {
 
 static VM_SEQ: AtomicU32 = AtomicU32::new(0);
 
-/// A CID no other VM of this host uses: from the process id and a per-process counter.
+/// A CID for a new guest. Only the host kernel's vhost-vsock needs it unique across the
+/// machine, and runners in other PID namespaces can have our pid, so the pid alone
+/// (as before) could collide: the CID mixes in 24 random bits (std's per-process
+/// random hash keys) and a per-process counter. QEMU refuses a CID in use, which
+/// then fails that one run by name rather than crossing two guests' channels.
 fn unique_cid() -> u32 {
-    let seq = VM_SEQ.fetch_add(1, Ordering::Relaxed) & 0xff;
-    3 + ((std::process::id() & 0x7f_ffff) << 8 | seq)
+    use std::hash::{BuildHasher, Hasher};
+    let seq = VM_SEQ.fetch_add(1, Ordering::Relaxed);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u32(seq);
+    cid_from(h.finish(), seq)
+}
+
+/// Maps random bits and a sequence number to a guest CID: never 0-2 (hypervisor,
+/// local, host) nor u32::MAX (VMADDR_CID_ANY).
+fn cid_from(random: u64, seq: u32) -> u32 {
+    let cid = ((random as u32) & 0xffff_ff00) | (seq & 0xff);
+    cid.clamp(3, u32::MAX - 1)
 }
 
 /// vhost-device-vsock takes its socket paths in a comma-separated list that has no
@@ -1378,6 +1393,16 @@ mod tests {
         let (outcome, sink) = drive_with(qemu, None, Guest::Alongside(Box::new(guest)));
         assert_eq!(outcome, Outcome::Finished(JobEnd::Exited(3)));
         assert_eq!(sink.stdout.len(), chunks * vm_wire::MAX_CHUNK);
+    }
+
+    #[test]
+    fn guest_cids_are_never_reserved_and_differ_between_vms() {
+        for (random, seq) in [(0, 0), (0, 2), (u64::MAX, 255), (u64::MAX, 0), (1 << 40, 7)] {
+            let cid = cid_from(random, seq);
+            assert!((3..u32::MAX).contains(&cid), "{random:#x} {seq}: {cid}");
+        }
+        let cids: std::collections::HashSet<u32> = (0..64).map(|_| unique_cid()).collect();
+        assert_eq!(cids.len(), 64);
     }
 
     #[test]

@@ -39,7 +39,9 @@ fn fifty_serial_sixteen_parallel_and_every_fault_hold() {
         "stdout not read for 3 s",
     ] {
         assert!(
-            report.lines().any(|l| l.starts_with("ok   ") && l.contains(fault)),
+            report
+                .lines()
+                .any(|l| l.starts_with("ok   ") && l.contains(fault)),
             "{fault} not checked: {report}"
         );
     }

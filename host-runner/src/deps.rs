@@ -89,12 +89,23 @@ pub fn missing(wanted: &[Package]) -> Vec<Package> {
         .collect()
 }
 
+/// The arguments of `apt-get` that install `names`. `--no-remove` makes apt refuse,
+/// rather than carry out, a solution that removes an installed package (installing
+/// Debian's QEMU once removed a newer qemu-utils the user had); apt never downgrades
+/// without `--allow-downgrades`, which is not given.
+pub fn apt_install_args<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut args: Vec<String> = ["install", "-y", "--no-install-recommends", "--no-remove"]
+        .map(String::from)
+        .to_vec();
+    args.extend(names.into_iter().map(String::from));
+    args
+}
+
 /// The exact command that installs `packages`.
 pub fn install_command(packages: &[Package]) -> String {
-    let names: Vec<&str> = packages.iter().map(|p| p.name).collect();
     format!(
-        "apt-get update && apt-get install -y --no-install-recommends {}",
-        names.join(" ")
+        "apt-get update && apt-get {}",
+        apt_install_args(packages.iter().map(|p| p.name)).join(" ")
     )
 }
 
@@ -131,7 +142,11 @@ pub fn ensure(wanted: &[Package]) -> Result<()> {
         .status()
         .context("running apt-get")?;
     if !status.success() {
-        bail!("`{command}` failed ({status})");
+        bail!(
+            "`{command}` failed ({status}). If apt said packages would have to be removed, \
+             they conflict with what is installed, and nothing was changed: install the \
+             packages yourself, choosing what to keep"
+        );
     }
     let still = missing(wanted);
     if !still.is_empty() {
@@ -156,8 +171,27 @@ mod tests {
         let cmd = install_command(&VM[..2]);
         assert_eq!(
             cmd,
-            "apt-get update && apt-get install -y --no-install-recommends qemu-system-x86 e2fsprogs"
+            "apt-get update && apt-get install -y --no-install-recommends --no-remove qemu-system-x86 e2fsprogs"
         );
+    }
+
+    #[test]
+    fn apt_refuses_an_install_that_would_remove_a_package() {
+        // Simulated (-s: changes nothing, needs no root): a trailing '-' asks apt to
+        // remove e2fsprogs, which this project needs and so is installed wherever the
+        // tests run; with our arguments apt must refuse instead of removing it.
+        if !Path::new("/usr/bin/apt-get").exists() {
+            eprintln!("skipped: no apt-get");
+            return;
+        }
+        let out = Command::new("apt-get")
+            .arg("-s")
+            .args(apt_install_args(["e2fsprogs-"]))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{said}");
+        assert!(said.contains("remove is disabled"), "{said}");
     }
 
     #[test]

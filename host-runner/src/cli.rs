@@ -160,6 +160,20 @@ pub struct TestArgs {
     /// Number of VMs run at once.
     #[arg(long, short = 'j', default_value_t = 1)]
     pub jobs: usize,
+    /// Write JUnit XML results here (one testcase per test, output and console tail).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write JSON results here (schema in host-runner/src/results.rs); every run also
+    /// keeps its results in the cache for --rerun-failed.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Run only shard K of N (1-based): a split that is the same on every machine.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::results::Shard>,
+    /// Run only the tests that failed or were stopped in the last run (its --json
+    /// file when given and present, else the results the last run kept in the cache).
+    #[arg(long)]
+    pub rerun_failed: bool,
     /// Run only tests whose name contains one of these.
     pub filters: Vec<String>,
 }

@@ -17,6 +17,7 @@ pub mod kernel;
 pub mod launcher;
 pub mod output;
 pub mod qmp;
+pub mod results;
 pub mod scratch;
 pub mod soak;
 pub mod testsuite;

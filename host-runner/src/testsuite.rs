@@ -10,6 +10,7 @@ use crate::caps::HostCaps;
 use crate::cli::{self, Artifacts, KernelArgs, TestArgs};
 use crate::image;
 use crate::launcher::{self, OutputSink};
+use crate::results::{self, Status, TestRecord};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::Command;
@@ -129,7 +130,21 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
     // matches, needs no kernel and no root image.
     let guest_bin_dir = image::build_guest_binaries()?;
     let tests = discover(&guest_bin_dir)?;
-    let chosen = select(&tests, &args.filters);
+    let mut chosen = select(&tests, &args.filters);
+    if let Some(shard) = args.shard {
+        let names: Vec<&str> = chosen.iter().map(|t| t.name.as_str()).collect();
+        let mine: std::collections::HashSet<&str> = shard.select(&names).into_iter().collect();
+        chosen.retain(|t| mine.contains(t.name.as_str()));
+    }
+    if args.rerun_failed {
+        let last = last_results_file(args)?;
+        let failed = results::failed_in(&last)?;
+        chosen.retain(|t| failed.contains(&t.name));
+        if chosen.is_empty() {
+            println!("nothing failed in {}; nothing to rerun", last.display());
+            return Ok(0);
+        }
+    }
     if args.list {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -167,16 +182,25 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
     let interrupts = Interrupts::install()?;
     let queue = Mutex::new(chosen.iter());
     let tally = Mutex::new(Tally::default());
+    let records = Mutex::new(Vec::new());
+    let suite_started = std::time::Instant::now();
     std::thread::scope(|s| {
         for _ in 0..args.jobs.min(chosen.len()) {
             s.spawn(|| {
                 // A function call, so the queue's lock is released before the test runs
                 // (a guard in a `while let` scrutinee would live through the body).
                 while let Some(t) = next_test(&queue, &interrupts) {
-                    let verdict = match skip_reason(t, &args.vm.kernel) {
+                    let record = match skip_reason(t, &args.vm.kernel) {
                         Some(why) => {
                             interrupts.say(&format!("SKIP {}: {why}\n", t.name));
-                            Verdict::Skip
+                            TestRecord {
+                                name: t.name.clone(),
+                                status: Status::Skip,
+                                seconds: 0.0,
+                                message: why,
+                                output: String::new(),
+                                console_tail: None,
+                            }
                         }
                         None => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             run_one(t, args, &art, stock.as_deref(), &caps, &interrupts)
@@ -185,11 +209,21 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
                             // A bug of the runner's, reported as this test's failure;
                             // the others still run and the summary still comes.
                             interrupts.say(&format!("FAIL {} (runner panicked)\n", t.name));
-                            Verdict::Fail
+                            TestRecord {
+                                name: t.name.clone(),
+                                status: Status::Fail,
+                                seconds: 0.0,
+                                message: "the runner panicked".into(),
+                                output: String::new(),
+                                console_tail: None,
+                            }
                         }),
                     };
                     if let Ok(mut tally) = tally.lock() {
-                        tally.add(verdict);
+                        tally.add(record.status);
+                    }
+                    if let Ok(mut records) = records.lock() {
+                        records.push(record);
                     }
                 }
             });
@@ -204,6 +238,10 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
         tally.interrupted += chosen.len().saturating_sub(tally.counted());
     }
     interrupts.say(&format!("{}\n", tally.summary()));
+    let mut records = records.into_inner().unwrap_or_default();
+    // In the suite's order, whatever order parallel VMs finished in.
+    records.sort_by_key(|r| chosen.iter().position(|t| t.name == r.name));
+    write_results(args, &records, &tally.summary(), suite_started.elapsed())?;
     Ok(match stopped_by {
         Some(sig) => 128 + sig,
         None if tally.all_good(chosen.len()) => 0,
@@ -299,15 +337,64 @@ impl Interrupts {
     }
 }
 
-/// How one test ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Pass,
-    Fail,
-    /// Not run: it cannot mean anything with the kernel the user chose.
-    Skip,
-    /// Cut short by a stop signal to the suite.
-    Stopped,
+/// The results kept for `--rerun-failed` when no `--json` file is named.
+fn cached_results() -> Result<std::path::PathBuf> {
+    Ok(crate::cache::cache_dir("results")?.join("last-test-run.json"))
+}
+
+/// The results file `--rerun-failed` reads.
+fn last_results_file(args: &TestArgs) -> Result<std::path::PathBuf> {
+    match &args.json {
+        Some(file) if file.exists() => Ok(file.clone()),
+        _ => {
+            let cached = cached_results()?;
+            if !cached.exists() {
+                return Err(crate::UsageError(
+                    "--rerun-failed: no earlier run has left results (run the tests first)".into(),
+                )
+                .into());
+            }
+            Ok(cached)
+        }
+    }
+}
+
+/// Writes the JSON results (always to the cache, and to --json) and the JUnit XML.
+fn write_results(
+    args: &TestArgs,
+    records: &[TestRecord],
+    summary: &str,
+    took: std::time::Duration,
+) -> Result<()> {
+    let secs = took.as_secs_f64();
+    let json = results::to_json(records, summary, secs);
+    let mut targets = vec![cached_results()?];
+    targets.extend(args.json.clone());
+    for file in targets {
+        write_file(&file, json.as_bytes())?;
+    }
+    if let Some(file) = &args.junit {
+        write_file(
+            file,
+            results::to_junit(records, "guest-tests", secs).as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes `data` to `path` whole: a temp file beside it, renamed over it.
+fn write_file(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut tmp, data)
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// The counts of a run.
@@ -321,12 +408,12 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, v: Verdict) {
+    fn add(&mut self, v: Status) {
         match v {
-            Verdict::Pass => self.passed += 1,
-            Verdict::Fail => self.failed += 1,
-            Verdict::Skip => self.skipped += 1,
-            Verdict::Stopped => self.interrupted += 1,
+            Status::Pass => self.passed += 1,
+            Status::Fail => self.failed += 1,
+            Status::Skip => self.skipped += 1,
+            Status::Stopped => self.interrupted += 1,
         }
     }
 
@@ -404,7 +491,8 @@ fn run_one(
     stock: Option<&Path>,
     caps: &HostCaps,
     interrupts: &Interrupts,
-) -> Verdict {
+) -> TestRecord {
+    let started = std::time::Instant::now();
     let spec = JobSpec {
         argv: vec![
             GUEST_TESTS.into(),
@@ -442,47 +530,72 @@ fn run_one(
         if let launcher::Outcome::Interrupted(sig) = report.outcome {
             // The user stopped the suite: not a verdict on the test.
             interrupts.say(&format!("STOPPED {} (signal {sig})\n", t.name));
-            return Verdict::Stopped;
+            return TestRecord {
+                name: t.name.clone(),
+                status: Status::Stopped,
+                seconds: started.elapsed().as_secs_f64(),
+                message: format!("stopped by signal {sig}"),
+                output: String::from_utf8_lossy(&captured.text).into_owned(),
+                console_tail: None,
+            };
         }
     }
-    let (passed, line, console) = match result {
+    let (passed, line, message, console, tail) = match result {
         Ok(report) => {
             let secs = report.total_time.as_secs_f64();
             let passed = report.outcome == launcher::Outcome::Finished(vm_wire::JobEnd::Exited(0));
+            let message = if passed {
+                String::new()
+            } else {
+                report.outcome.describe()
+            };
             let verdict = if passed {
                 format!("PASS {}", t.name)
             } else {
-                format!("FAIL {}: {};", t.name, report.outcome.describe())
+                format!("FAIL {}: {message};", t.name)
             };
-            let console = (!report.outcome.vm_ok()).then(|| {
+            let tail = (!report.outcome.vm_ok()).then(|| report.console_tail(15));
+            let console = tail.as_ref().map(|tail| {
                 format!(
                     "    console log: {}\n{}",
                     report.console_log.display(),
-                    indent(&report.console_tail(15))
+                    indent(tail)
                 )
             });
-            (passed, format!("{verdict} ({secs:.2}s)"), console)
+            (
+                passed,
+                format!("{verdict} ({secs:.2}s)"),
+                message,
+                console,
+                tail,
+            )
         }
         Err(e) => (
             false,
             format!("FAIL {} (runner error: {e:#})", t.name),
+            format!("runner error: {e:#}"),
+            None,
             None,
         ),
     };
+    let output = String::from_utf8_lossy(&captured.text).into_owned();
     // One write for the whole block so parallel tests do not interleave their reports.
     let mut block = format!("{line}\n");
     if !passed {
-        block.push_str(&indent(&String::from_utf8_lossy(&captured.text)));
+        block.push_str(&indent(&output));
         if let Some(c) = console {
             block.push_str(&c);
             block.push('\n');
         }
     }
     interrupts.say(&block);
-    if passed {
-        Verdict::Pass
-    } else {
-        Verdict::Fail
+    TestRecord {
+        name: t.name.clone(),
+        status: if passed { Status::Pass } else { Status::Fail },
+        seconds: started.elapsed().as_secs_f64(),
+        message,
+        output,
+        console_tail: tail,
     }
 }
 
@@ -587,15 +700,15 @@ mod tests {
     #[test]
     fn skips_do_not_fail_a_run_but_lost_counts_do() {
         let mut t = Tally::default();
-        t.add(Verdict::Pass);
-        t.add(Verdict::Skip);
+        t.add(Status::Pass);
+        t.add(Status::Skip);
         assert!(t.all_good(2));
         assert_eq!(t.summary(), "1 passed, 0 failed, 1 skipped");
         assert!(!t.all_good(3), "a test never counted");
-        t.add(Verdict::Fail);
+        t.add(Status::Fail);
         assert!(!t.all_good(3));
         let mut clean = Tally::default();
-        clean.add(Verdict::Pass);
+        clean.add(Status::Pass);
         assert_eq!(clean.summary(), "1 passed, 0 failed");
         clean.interrupted = 4;
         assert_eq!(
@@ -603,7 +716,7 @@ mod tests {
             "1 passed, 0 failed, 4 stopped or not run (interrupted)"
         );
         assert!(!clean.all_good(5));
-        clean.add(Verdict::Stopped);
+        clean.add(Status::Stopped);
         assert_eq!(clean.counted(), 6);
     }
 

@@ -1054,3 +1054,85 @@ fn qemu_runs_under_its_seccomp_sandbox() {
         "QEMU children of the runner and their seccomp mode"
     );
 }
+
+fn host_runner_test(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_host-runner"))
+        .arg("test")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("host-runner starts")
+}
+
+fn listed(out: &Output) -> Vec<String> {
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    text(&out.stdout).lines().map(String::from).collect()
+}
+
+#[test]
+fn shards_split_the_suite_and_rerun_failed_takes_only_the_failures() {
+    let all = listed(&host_runner_test(&["--list"]));
+    assert!(all.len() > 10, "{all:?}");
+    let mut union = Vec::new();
+    for k in 1..=3 {
+        let shard = listed(&host_runner_test(&["--list", "--shard", &format!("{k}/3")]));
+        assert!(shard.len() >= all.len() / 3 && shard.len() <= all.len() / 3 + 1);
+        union.extend(shard);
+    }
+    union.sort();
+    let mut want = all.clone();
+    want.sort();
+    assert_eq!(union, want, "the shards are not a partition of the suite");
+    let bad = host_runner_test(&["--list", "--shard", "4/3"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+
+    // A results file in which two tests failed: only those run again.
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("r.json");
+    let tests: Vec<serde_json::Value> = all
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let status = if i == 1 || i == 4 { "fail" } else { "pass" };
+            serde_json::json!({"name": name, "status": status, "seconds": 1.0,
+                "message": "", "output": "", "console_tail": null})
+        })
+        .collect();
+    let doc = serde_json::json!({"schema": "uring-getdents.test-results/1",
+        "summary": "", "seconds": 1.0, "tests": tests});
+    std::fs::write(&results, doc.to_string()).unwrap();
+    let rerun = listed(&host_runner_test(&[
+        "--list",
+        "--rerun-failed",
+        "--json",
+        results.to_str().unwrap(),
+    ]));
+    assert_eq!(rerun, vec![all[1].clone(), all[4].clone()]);
+}
+
+#[test]
+fn a_real_run_writes_junit_and_json_results() {
+    set_up_once();
+    let dir = tempfile::tempdir().unwrap();
+    let (junit, json) = (dir.path().join("j.xml"), dir.path().join("r.json"));
+    let out = host_runner_test(&[
+        "--junit",
+        junit.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "dir_errors",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["summary"], "1 passed, 0 failed");
+    assert_eq!(doc["tests"][0]["name"], "dir_errors");
+    assert_eq!(doc["tests"][0]["status"], "pass");
+    assert!(doc["tests"][0]["seconds"].as_f64().unwrap() > 0.1);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<testcase classname=\"guest-tests\" name=\"dir_errors\""),
+        "{xml}"
+    );
+    assert!(xml.contains("tests=\"1\" failures=\"0\""), "{xml}");
+}

@@ -13,9 +13,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vm_wire::{DiskMount, JobSpec};
 
+/// Where the guest parts come from, for `--help`: the binaries work from any directory
+/// (installed with `cargo install --path host-runner`), building what the guest needs from
+/// the checkout they were built from.
+pub const WHERE_PARTS_COME_FROM: &str = concat!(
+    "Works from any directory. The guest kernel (Linux 6.12 with kernel/patches), PID 1 and the guest tools are built from the checkout this binary was built from (",
+    env!("CARGO_MANIFEST_DIR"),
+    "/..) and cached in $XDG_CACHE_HOME/uring-getdents (default ~/.cache/uring-getdents); install with `cargo install --path host-runner` from that checkout."
+);
+
 /// Builds the guest kernel and image and runs jobs and tests in QEMU microvms.
 #[derive(Parser, Debug)]
-#[command(name = "host-runner", version)]
+#[command(name = "host-runner", version, after_help = WHERE_PARTS_COME_FROM)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

@@ -81,8 +81,16 @@ pub fn workspace_dir() -> PathBuf {
 pub fn build_guest_binaries() -> Result<PathBuf> {
     let mut rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
     rustflags.push_str(" -C target-feature=+crt-static");
+    let workspace = workspace_dir();
+    if !workspace.join("Cargo.toml").is_file() || !workspace.join("init").is_dir() {
+        bail!(
+            "the checkout this runner was built from, {}, is gone: the guest is built from it. \
+             Reinstall from a checkout with `cargo install --path host-runner`",
+            workspace.display()
+        );
+    }
     let mut cmd = crate::cargo::command();
-    cmd.current_dir(workspace_dir())
+    cmd.current_dir(&workspace)
         .args([
             "build",
             "--release",

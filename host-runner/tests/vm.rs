@@ -1136,3 +1136,42 @@ fn a_real_run_writes_junit_and_json_results() {
     );
     assert!(xml.contains("tests=\"1\" failures=\"0\""), "{xml}");
 }
+
+#[test]
+fn an_installed_run_in_vm_works_from_another_project() {
+    set_up_once();
+    // `cargo install` into a scratch root, reusing this build's artifacts (the same
+    // profile and features, so nothing is rebuilt).
+    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_run-in-vm"));
+    let target_dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["install", "--quiet", "--locked", "--debug", "--path"])
+        .arg(manifest_dir)
+        .arg("--root")
+        .arg(root.path())
+        .arg("--target-dir")
+        .arg(target_dir)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let installed = root.path().join("bin/run-in-vm");
+    let help = Command::new(&installed).arg("--help").output().unwrap();
+    assert!(text(&help.stdout).contains("Works from any directory"));
+
+    // A project of someone else's: its directory appears at /src, as in the checkout.
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(project.path().join("data.txt"), "theirs\n").unwrap();
+    let out = Command::new(&installed)
+        .args(["cat", "/src/data.txt"])
+        .current_dir(project.path())
+        .env_remove("CARGO")
+        .env_remove("CARGO_MANIFEST_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "theirs\n");
+}

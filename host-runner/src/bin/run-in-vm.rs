@@ -6,7 +6,7 @@ use host_runner::cli;
 
 /// Runs one command in a fresh QEMU microvm; the current directory appears read-only at /src.
 #[derive(Parser, Debug)]
-#[command(name = "run-in-vm", version)]
+#[command(name = "run-in-vm", version, after_help = cli::WHERE_PARTS_COME_FROM)]
 struct RunInVm {
     #[command(flatten)]
     run: cli::RunArgs,

@@ -176,6 +176,9 @@ pub struct TestArgs {
     /// keeps its results in the cache for --rerun-failed.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write each test's log (output, verdict, console tail) to DIR/<test>.log.
+    #[arg(long, value_name = "DIR")]
+    pub logs: Option<PathBuf>,
     /// Run only shard K of N (1-based): a split that is the same on every machine.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<crate::results::Shard>,

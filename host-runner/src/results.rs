@@ -112,6 +112,22 @@ pub fn failed_in(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
+/// One test's log file: its verdict, its output, and the console tail if the VM failed.
+pub fn log_text(r: &TestRecord) -> String {
+    let mut text = format!("{} {} ({:.2}s)", r.status.as_str(), r.name, r.seconds);
+    if !r.message.is_empty() {
+        let _ = write!(text, ": {}", r.message);
+    }
+    text.push_str("\n\n");
+    text.push_str(&r.output);
+    if let Some(tail) = &r.console_tail {
+        text.push_str("\n--- console tail ---\n");
+        text.push_str(tail);
+        text.push('\n');
+    }
+    text
+}
+
 /// The JUnit XML document for a run: one `<testsuite>`, one `<testcase>` per test, with
 /// `<failure>`, `<skipped>` or (for a stopped test) `<error>`, the output in
 /// `<system-out>`.
@@ -387,6 +403,16 @@ print(json.dumps({"tests": xml.tests, "failures": xml.failures, "errors": xml.er
         assert_eq!(cases[2]["messages"], json!(["needs the stock kernel"]));
         assert_eq!(cases[3]["kinds"], json!(["Error"]));
         assert_eq!(cases[3]["out"], "partial");
+    }
+
+    #[test]
+    fn a_log_file_has_verdict_output_and_console_tail() {
+        let log = log_text(&records()[1]);
+        assert!(log.starts_with(
+            "fail fails <&> \"quoted\" (2.25s): CRASH: guest kernel panic\n\nline one\n"
+        ));
+        assert!(log.ends_with("--- console tail ---\nKernel panic - not syncing\n"));
+        assert_eq!(log_text(&records()[0]), "pass passes (1.50s)\n\n");
     }
 
     #[test]

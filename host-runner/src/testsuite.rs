@@ -379,6 +379,15 @@ fn write_results(
             results::to_junit(records, "guest-tests", secs).as_bytes(),
         )?;
     }
+    if let Some(dir) = &args.logs {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for r in records {
+            write_file(
+                &dir.join(format!("{}.log", r.name)),
+                results::log_text(r).as_bytes(),
+            )?;
+        }
+    }
     Ok(())
 }
 

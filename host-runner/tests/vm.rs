@@ -1120,6 +1120,8 @@ fn a_real_run_writes_junit_and_json_results() {
         junit.to_str().unwrap(),
         "--json",
         json.to_str().unwrap(),
+        "--logs",
+        dir.path().join("logs").to_str().unwrap(),
         "dir_errors",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -1135,6 +1137,9 @@ fn a_real_run_writes_junit_and_json_results() {
         "{xml}"
     );
     assert!(xml.contains("tests=\"1\" failures=\"0\""), "{xml}");
+    let log = std::fs::read_to_string(dir.path().join("logs/dir_errors.log")).unwrap();
+    assert!(log.starts_with("pass dir_errors ("), "{log}");
+    assert!(log.contains("ok dir_errors"), "{log}");
 }
 
 #[test]

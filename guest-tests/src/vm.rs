@@ -86,6 +86,7 @@ fn mounts() -> Result<()> {
         ("/dev", "devtmpfs"),
         ("/dev/pts", "devpts"),
         ("/tmp", "tmpfs"),
+        ("/dev/shm", "tmpfs"),
         ("/run", "tmpfs"),
     ] {
         ensure!(
@@ -97,8 +98,17 @@ fn mounts() -> Result<()> {
     std::fs::write("/root/.probe", b"x").context("root filesystem is not writable")?;
     std::fs::remove_file("/root/.probe")?;
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata("/tmp")?.permissions().mode() & 0o7777;
-    ensure!(mode == 0o1777, "/tmp mode {mode:o}");
+    for dir in ["/tmp", "/dev/shm"] {
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+        ensure!(mode == 0o1777, "{dir} mode {mode:o}");
+    }
+    // POSIX shared memory works: what shm_open does, a file in /dev/shm, mapped.
+    let shm = std::fs::File::create_new("/dev/shm/vm_mounts.probe")
+        .context("creating a POSIX shared memory object")?;
+    shm.set_len(4096)?;
+    std::fs::remove_file("/dev/shm/vm_mounts.probe")?;
+    let name = nix::unistd::gethostname().context("gethostname")?;
+    ensure!(name == "microvm", "host name {name:?}");
     Ok(())
 }
 

@@ -21,6 +21,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
 use vm_wire::{GuestMsg, JobEnd};
 
+/// The guest's host name.
+const HOSTNAME: &str = "microvm";
+
 /// The message of the last panic, kept by the panic hook for the End frame.
 static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
 
@@ -41,6 +44,11 @@ fn main() {
 fn run(chan_slot: &mut Option<channel::Channel>) -> Option<JobEnd> {
     // 1. Pseudo filesystems: /proc is needed to read the kernel command line.
     let mount_errors = mounts::mount_all(mounts::PSEUDO_FILESYSTEMS);
+
+    // 1b. A name for the machine: programs that print or resolve it expect one.
+    if let Err(e) = nix::unistd::sethostname(HOSTNAME) {
+        console::log(&format!("init: sethostname: {e}"));
+    }
 
     // 2. Block the signals we handle so they queue on a signalfd instead of killing
     //    or interrupting us; the job gets a clean mask from its spawn.

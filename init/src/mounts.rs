@@ -61,6 +61,15 @@ pub const PSEUDO_FILESYSTEMS: &[MountEntry] = &[
         data: Some("mode=1777"),
     },
     MountEntry {
+        // POSIX shared memory (shm_open, sem_open) lives here; many test programs
+        // and libraries expect it.
+        source: "tmpfs",
+        target: "/dev/shm",
+        fstype: "tmpfs",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        data: Some("mode=1777"),
+    },
+    MountEntry {
         source: "tmpfs",
         target: "/run",
         fstype: "tmpfs",

@@ -2,6 +2,7 @@
 
 use crate::Test;
 use anyhow::{bail, ensure, Context, Result};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The VM tests.
@@ -47,7 +48,71 @@ pub fn tests() -> Vec<Test> {
             needs: "",
             run: kernel_symbols,
         },
+        Test {
+            name: "vm_loopback",
+            needs: "",
+            run: loopback,
+        },
+        Test {
+            name: "vm_tracefs_debugfs_cgroup2",
+            needs: "",
+            run: kernel_developer_filesystems,
+        },
     ]
+}
+
+/// 127.0.0.1 works: a TCP connection over the loopback carries bytes both ways.
+fn loopback() -> Result<()> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1")?;
+    let addr = listener.local_addr()?;
+    let client = std::thread::spawn(move || -> Result<Vec<u8>> {
+        let mut c = std::net::TcpStream::connect(addr).context("connecting to 127.0.0.1")?;
+        c.write_all(b"ping")?;
+        let mut back = Vec::new();
+        c.read_to_end(&mut back)?;
+        Ok(back)
+    });
+    let (mut server, _) = listener.accept()?;
+    let mut got = [0u8; 4];
+    server.read_exact(&mut got)?;
+    ensure!(&got == b"ping", "server got {got:?}");
+    server.write_all(b"pong")?;
+    drop(server);
+    let back = client
+        .join()
+        .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    ensure!(back == b"pong", "client got {back:?}");
+    Ok(())
+}
+
+/// debugfs, tracefs and cgroup2 are mounted and work: a trace marker written through
+/// tracefs shows in the trace, and a cgroup can be made and removed.
+fn kernel_developer_filesystems() -> Result<()> {
+    let table = std::fs::read_to_string("/proc/mounts").context("/proc/mounts")?;
+    for (dir, fs) in [
+        ("/sys/kernel/debug", "debugfs"),
+        ("/sys/kernel/tracing", "tracefs"),
+        ("/sys/fs/cgroup", "cgroup2"),
+    ] {
+        ensure!(
+            table
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(dir)
+                    && l.split_whitespace().nth(2) == Some(fs)),
+            "{fs} not on {dir}; /proc/mounts:\n{table}"
+        );
+    }
+    let marker = format!("guest-tests marker {}", std::process::id());
+    std::fs::write("/sys/kernel/tracing/trace_marker", &marker).context("writing trace_marker")?;
+    let trace = std::fs::read_to_string("/sys/kernel/tracing/trace").context("reading trace")?;
+    ensure!(trace.contains(&marker), "marker not in the trace:\n{trace}");
+    let group = Path::new("/sys/fs/cgroup/guest-tests");
+    std::fs::create_dir(group).context("creating a cgroup")?;
+    let procs = group.join("cgroup.procs").exists();
+    std::fs::remove_dir(group).context("removing the cgroup")?;
+    ensure!(procs, "the new cgroup has no cgroup.procs");
+    Ok(())
 }
 
 /// A panic's or splat's backtrace in the console log must name functions: the kernel

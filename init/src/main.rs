@@ -15,6 +15,7 @@ mod cmdline;
 mod console;
 mod job;
 mod mounts;
+mod net;
 mod shutdown;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -43,11 +44,15 @@ fn main() {
 /// The steps of PID 1, in order. Returns how the job ended, if one ran.
 fn run(chan_slot: &mut Option<channel::Channel>) -> Option<JobEnd> {
     // 1. Pseudo filesystems: /proc is needed to read the kernel command line.
-    let mount_errors = mounts::mount_all(mounts::PSEUDO_FILESYSTEMS);
+    let mut setup_errors = mounts::mount_all(mounts::PSEUDO_FILESYSTEMS);
 
-    // 1b. A name for the machine: programs that print or resolve it expect one.
+    // 1b. A name for the machine and a loopback interface: programs that print the
+    //     host name or talk to 127.0.0.1 expect both.
     if let Err(e) = nix::unistd::sethostname(HOSTNAME) {
-        console::log(&format!("init: sethostname: {e}"));
+        setup_errors.push(format!("sethostname: {e}"));
+    }
+    if let Err(e) = net::loopback_up() {
+        setup_errors.push(e);
     }
 
     // 2. Block the signals we handle so they queue on a signalfd instead of killing
@@ -68,7 +73,7 @@ fn run(chan_slot: &mut Option<channel::Channel>) -> Option<JobEnd> {
             return None;
         }
     };
-    for err in &mount_errors {
+    for err in &setup_errors {
         console::log(&format!("init: {err}"));
         chan.send(&GuestMsg::Log(err.clone()));
     }

@@ -17,6 +17,9 @@ pub struct MountEntry {
     pub flags: MsFlags,
     /// Filesystem options, if any.
     pub data: Option<&'static str>,
+    /// Skipped without a word when the kernel does not have the filesystem (a kernel
+    /// of the user's, built without debugfs, say): nice to have, not needed by PID 1.
+    pub optional: bool,
 }
 
 const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
@@ -31,6 +34,7 @@ pub const PSEUDO_FILESYSTEMS: &[MountEntry] = &[
         fstype: "proc",
         flags: NOSUID_NODEV_NOEXEC,
         data: None,
+        optional: false,
     },
     MountEntry {
         source: "sysfs",
@@ -38,6 +42,7 @@ pub const PSEUDO_FILESYSTEMS: &[MountEntry] = &[
         fstype: "sysfs",
         flags: NOSUID_NODEV_NOEXEC,
         data: None,
+        optional: false,
     },
     MountEntry {
         source: "devtmpfs",
@@ -45,6 +50,7 @@ pub const PSEUDO_FILESYSTEMS: &[MountEntry] = &[
         fstype: "devtmpfs",
         flags: MsFlags::MS_NOSUID,
         data: Some("mode=0755"),
+        optional: false,
     },
     MountEntry {
         source: "devpts",
@@ -52,6 +58,7 @@ pub const PSEUDO_FILESYSTEMS: &[MountEntry] = &[
         fstype: "devpts",
         flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
         data: Some("gid=5,mode=0620,ptmxmode=0666"),
+        optional: false,
     },
     MountEntry {
         source: "tmpfs",
@@ -59,6 +66,7 @@ pub const PSEUDO_FILESYSTEMS: &[MountEntry] = &[
         fstype: "tmpfs",
         flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
         data: Some("mode=1777"),
+        optional: false,
     },
     MountEntry {
         // POSIX shared memory (shm_open, sem_open) lives here; many test programs
@@ -68,6 +76,7 @@ pub const PSEUDO_FILESYSTEMS: &[MountEntry] = &[
         fstype: "tmpfs",
         flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
         data: Some("mode=1777"),
+        optional: false,
     },
     MountEntry {
         source: "tmpfs",
@@ -75,13 +84,51 @@ pub const PSEUDO_FILESYSTEMS: &[MountEntry] = &[
         fstype: "tmpfs",
         flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
         data: Some("mode=0755"),
+        optional: false,
+    },
+    MountEntry {
+        source: "debugfs",
+        target: "/sys/kernel/debug",
+        fstype: "debugfs",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: None,
+        optional: true,
+    },
+    MountEntry {
+        source: "tracefs",
+        target: "/sys/kernel/tracing",
+        fstype: "tracefs",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: None,
+        optional: true,
+    },
+    MountEntry {
+        source: "cgroup2",
+        target: "/sys/fs/cgroup",
+        fstype: "cgroup2",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: None,
+        optional: true,
     },
 ];
 
 /// Mounts every entry, returning one message per failure (the rest still get mounted).
 pub fn mount_all(table: &[MountEntry]) -> Vec<String> {
     let mut errors = Vec::new();
+    // Read once /proc is up (it is the first entry).
+    let mut known: Option<String> = None;
     for m in table {
+        if m.optional {
+            let list = known.get_or_insert_with(|| {
+                std::fs::read_to_string("/proc/filesystems").unwrap_or_default()
+            });
+            if !list
+                .lines()
+                .any(|l| l.split_whitespace().last() == Some(m.fstype))
+            {
+                continue;
+            }
+        }
         if is_mount_point(m.target) {
             // The kernel mounts /dev itself when DEVTMPFS_MOUNT is set.
             continue;

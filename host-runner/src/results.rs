@@ -134,26 +134,17 @@ pub fn log_text(r: &TestRecord) -> String {
 pub fn to_junit(records: &[TestRecord], suite: &str, seconds: f64) -> String {
     let count = |s: Status| records.iter().filter(|r| r.status == s).count();
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        x,
-        "<testsuites name=\"{0}\" tests=\"{1}\" failures=\"{2}\" errors=\"{3}\" skipped=\"{4}\" time=\"{5:.3}\">",
+    // The suite's counts, the same on <testsuites> and its one <testsuite>.
+    let counts = format!(
+        "name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{seconds:.3}\"",
         xml_escape(suite),
         records.len(),
         count(Status::Fail),
         count(Status::Stopped),
         count(Status::Skip),
-        seconds
     );
-    let _ = writeln!(
-        x,
-        "  <testsuite name=\"{0}\" tests=\"{1}\" failures=\"{2}\" errors=\"{3}\" skipped=\"{4}\" time=\"{5:.3}\">",
-        xml_escape(suite),
-        records.len(),
-        count(Status::Fail),
-        count(Status::Stopped),
-        count(Status::Skip),
-        seconds
-    );
+    let _ = writeln!(x, "<testsuites {counts}>");
+    let _ = writeln!(x, "  <testsuite {counts}>");
     for r in records {
         let _ = write!(
             x,

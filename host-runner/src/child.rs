@@ -2,7 +2,8 @@
 //!
 //! A runner killed with SIGKILL runs no destructor, so a QEMU, a vsock backend, or a
 //! kernel build's make it started would run on, orphaned, holding CPU and files. The
-//! kernel's parent-death signal ends them instead.
+//! kernel's parent-death signal ends them instead. `children_of` and `is_running`
+//! let the soak (and tests) check that nothing did.
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -29,22 +30,46 @@ pub fn dies_with_runner(cmd: &mut Command) -> &mut Command {
     }
 }
 
+/// Process ids of the children of `pid`, with their command names.
+pub fn children_of(pid: u32) -> Vec<(i32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            if let Ok(child) = e.file_name().to_string_lossy().parse() {
+                out.push((child, stat[open + 1..close].to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// True while `pid` exists and is not a zombie (a zombie is dead; it was only not
+/// reaped yet).
+pub fn is_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
-
-    fn alive(pid: i32) -> bool {
-        // A zombie is dead: it was not reaped only because nobody waited yet.
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            !stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-    }
 
     #[test]
     fn a_child_dies_with_the_thread_that_started_it() {
@@ -60,10 +85,10 @@ mod tests {
         let pid = pid_rx.recv().unwrap();
         spawner.join().unwrap();
         let until = Instant::now() + Duration::from_secs(5);
-        while alive(pid) && Instant::now() < until {
+        while is_running(pid) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(!alive(pid), "sleep {pid} outlived its spawner");
+        assert!(!is_running(pid), "sleep {pid} outlived its spawner");
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     }
 
@@ -73,7 +98,7 @@ mod tests {
         let spawner = std::thread::spawn(|| Command::new("sleep").arg("60").spawn().unwrap());
         let mut child = spawner.join().unwrap();
         std::thread::sleep(Duration::from_millis(200));
-        assert!(alive(child.id() as i32));
+        assert!(is_running(child.id() as i32));
         child.kill().unwrap();
         child.wait().unwrap();
     }

@@ -9,6 +9,7 @@
 //! including when the runner itself was SIGKILLed. At the end no per-VM temp dir of any
 //! runner of the soak may be left.
 
+use crate::child::{children_of, is_running};
 use anyhow::{Context, Result};
 use clap::Args;
 use sha2::{Digest, Sha256};
@@ -186,41 +187,6 @@ fn fault_cases() -> Vec<Case> {
     ]
 }
 
-/// Process ids of the children of `pid`, with their command names.
-fn children_of(pid: u32) -> Vec<(i32, String)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in entries.flatten() {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let ppid = stat[close + 1..]
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(pid) {
-            if let Ok(child) = e.file_name().to_string_lossy().parse() {
-                out.push((child, stat[open + 1..close].to_string()));
-            }
-        }
-    }
-    out
-}
-
-/// True while `pid` exists and is not a zombie.
-fn running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(')')
-            .next()
-            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
-    })
-}
-
 fn sigkill(pid: i32) {
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -293,7 +259,7 @@ fn run_case(case: &Case, runners: &std::sync::Mutex<Vec<u32>>) -> Result<Verdict
                     let live = children_of(pid);
                     if let Some((p, _)) = live
                         .iter()
-                        .find(|(p, n)| n.starts_with(prefix) && running(*p))
+                        .find(|(p, n)| n.starts_with(prefix) && is_running(*p))
                     {
                         sigkill(*p);
                     } else if prefix.starts_with("vhost") {
@@ -365,11 +331,11 @@ fn run_case(case: &Case, runners: &std::sync::Mutex<Vec<u32>>) -> Result<Verdict
     // Everything the runner started must go with it (a parent-death signal for a
     // SIGKILLed runner), within a moment.
     let until = Instant::now() + Duration::from_secs(3);
-    while seen.keys().any(|&p| running(p)) && Instant::now() < until {
+    while seen.keys().any(|&p| is_running(p)) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
     }
     for (p, name) in &seen {
-        if running(*p) {
+        if is_running(*p) {
             problems.push(format!("{name} ({p}) outlived the runner"));
             sigkill(*p);
         }

@@ -616,6 +616,7 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
             },
         ],
         stdin: false,
+        ..JobSpec::default()
     };
     let req = VmRequest {
         spec,
@@ -640,6 +641,7 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
                 bypass_host_cache: false,
             },
         ],
+        shares: Vec::new(),
         channel: launcher::ChannelChoice::Auto,
         verbose_kernel: false,
         kernel_args: Vec::new(),

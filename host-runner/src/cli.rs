@@ -3,7 +3,7 @@
 use crate::caps::{AccelChoice, HostCaps};
 use crate::launcher::{self, ChannelChoice, OutputSink, VmRequest};
 use crate::vmplan::DiskAttach;
-use crate::{image, kernel, scratch, UsageError};
+use crate::{image, kernel, scratch, share, UsageError};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
@@ -132,6 +132,10 @@ pub struct RunArgs {
     /// optional mke2fs features such as `^dir_index`); it is deleted with the VM.
     #[arg(long = "scratch", value_name = "TYPE[,FEATURE...]:GUESTDIR")]
     pub scratch: Vec<String>,
+    /// Share host directory HOSTDIR live at GUESTDIR over virtio-9p, read-write unless
+    /// `:ro`: the job runs what is there now, and what it writes is on the host.
+    #[arg(long = "share", value_name = "HOSTDIR:GUESTDIR[:ro|rw]")]
+    pub shares: Vec<String>,
     /// Do not attach the current directory at /src.
     #[arg(long)]
     pub no_src: bool,
@@ -152,8 +156,14 @@ pub struct RunArgs {
     /// give the job, and reading one from the background would stop the runner).
     #[arg(long, short = 'n')]
     pub no_stdin: bool,
-    /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    /// Run the job on a pseudo-terminal in the guest, with the runner's terminal in raw
+    /// mode: an interactive shell or any full-screen program; keys such as Ctrl-C and
+    /// Ctrl-Z go to the guest, the window size follows the host's.
+    #[arg(long, short = 't', conflicts_with = "no_stdin")]
+    pub tty: bool,
+    /// The command and its arguments; without one, a shell on a terminal (`-t sh`)
+    /// when standard input is a terminal.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
 }
 
@@ -399,6 +409,7 @@ pub fn vm_request(
         kernel: art.kernel.clone(),
         root_image: art.root_image.clone(),
         disks: Vec::new(),
+        shares: Vec::new(),
         channel: vm.channel,
         verbose_kernel: vm.verbose_kernel,
         kernel_args: vm.kernel_args.clone(),
@@ -432,13 +443,18 @@ impl OutputSink for Terminal {
 
 /// Forwards the terminal's signals to the guest job through a channel; the sender is
 /// returned too, for signals the runner raises itself.
-fn forward_host_signals() -> Result<(std::sync::mpsc::Sender<i32>, std::sync::mpsc::Receiver<i32>)>
-{
+fn forward_host_signals(
+    window_changes: bool,
+) -> Result<(std::sync::mpsc::Sender<i32>, std::sync::mpsc::Receiver<i32>)> {
     use signal_hook::consts::*;
     let (tx, rx) = std::sync::mpsc::channel();
+    let mut wanted = vec![SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2];
+    if window_changes {
+        // Becomes a resize of the job's terminal (see `launcher`), never a signal.
+        wanted.push(SIGWINCH);
+    }
     let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])
-            .context("installing signal handlers")?;
+        signal_hook::iterator::Signals::new(wanted).context("installing signal handlers")?;
     let own = tx.clone();
     std::thread::spawn(move || {
         for sig in signals.forever() {
@@ -452,6 +468,17 @@ fn forward_host_signals() -> Result<(std::sync::mpsc::Sender<i32>, std::sync::mp
 
 /// `run`: one command in one VM; returns the exit status to mirror.
 pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
+    let stdin_is_terminal = std::io::stdin().is_terminal();
+    let (command, tty) =
+        match (args.command.is_empty(), args.tty) {
+            (false, tty) => (args.command.clone(), tty),
+            (true, _) if stdin_is_terminal && !args.no_stdin => (vec![OsString::from("sh")], true),
+            (true, _) => return Err(UsageError(
+                "no command given (a shell is the default only when standard input is a terminal)"
+                    .into(),
+            )
+            .into()),
+        };
     // A `--disk` holds everything; the implicit /src skips what git ignores (build
     // outputs).
     let mut mounts = Vec::new();
@@ -464,6 +491,12 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
         mounts.push((cwd, PathBuf::from("/src"), image::Snapshot::GitVisible));
     }
     let mut env = base_env();
+    if tty {
+        // Programs on the terminal draw for the user's terminal, not for a log.
+        let term = std::env::var_os("TERM").unwrap_or_else(|| "vt100".into());
+        env.retain(|(k, _)| k != b"TERM");
+        env.push((b"TERM".to_vec(), term.as_bytes().to_vec()));
+    }
     for kv in &args.env {
         let (k, v) = kv
             .split_once('=')
@@ -473,7 +506,7 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
     }
     let serial = |i: usize| format!("disk{i}");
     let spec = JobSpec {
-        argv: args.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        argv: command.iter().map(|a| a.as_bytes().to_vec()).collect(),
         env,
         cwd: args.cwd.as_os_str().as_bytes().to_vec(),
         disks: mounts
@@ -486,8 +519,20 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
                 read_only: true,
             })
             .collect(),
-        stdin: !args.no_stdin && !std::io::stdin().is_terminal(),
+        // A terminal is only read with -t: reading it from the background would stop
+        // the runner, and a line-buffered terminal is no input for a pipe-fed job.
+        stdin: tty || !args.no_stdin && !stdin_is_terminal,
+        tty: tty.then(|| crate::tty::window_size().unwrap_or(crate::tty::DEFAULT_SIZE)),
+        ..JobSpec::default()
     };
+    let shares = args
+        .shares
+        .iter()
+        .map(|s| share::parse(s).map_err(|e| UsageError(format!("--{e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (share_attachments, share_mounts) = share::attach(&shares);
+    let mut spec = spec;
+    spec.shares = share_mounts;
     let scratch = parse_scratch(&args.scratch)?;
     let mut spec = spec;
     let mut scratch_disks = Vec::new();
@@ -511,7 +556,8 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
     disks.extend(scratch_disks);
     let mut req = vm_request(&args.vm, &art, &caps, spec)?;
     req.disks = disks;
-    let (raise, signals) = forward_host_signals()?;
+    req.shares = share_attachments;
+    let (raise, signals) = forward_host_signals(tty)?;
     // Told (once) that stdout's reader is gone, as a SIGPIPE for the run: Rust ignores
     // the signal itself, so a closed pipe is only an error here.
     let out = crate::output::Terminal::start(Box::new(move || {
@@ -520,7 +566,15 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
     .context("starting the output writer threads")?;
     let mut term = Terminal { prog, out };
     let deadline = std::time::Instant::now() + req.timeout;
-    let report = launcher::run_vm(&req, &caps, &mut term, Some(&signals))?;
+    // Raw only while the job has the terminal: the runner's own messages after it
+    // (and any error) print on a terminal as the user left it.
+    let raw = match tty {
+        true => crate::tty::RawMode::enter().context("putting the terminal in raw mode")?,
+        false => None,
+    };
+    let report = launcher::run_vm(&req, &caps, &mut term, Some(&signals));
+    drop(raw);
+    let report = report?;
     if report.outcome == launcher::Outcome::Interrupted(libc::SIGPIPE) {
         // Silent, like any writer a closed pipe ends.
         return Ok(report.outcome.exit_code());

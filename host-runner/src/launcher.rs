@@ -59,6 +59,8 @@ pub struct VmRequest {
     pub root_image: PathBuf,
     /// Extra disks.
     pub disks: Vec<DiskAttach>,
+    /// Shared host directories (their mounts are in the job).
+    pub shares: Vec<crate::vmplan::ShareAttach>,
     /// Channel choice.
     pub channel: ChannelChoice,
     /// Show kernel boot messages on the console log.
@@ -393,6 +395,7 @@ pub fn run_vm(
         kernel: req.kernel.clone(),
         root_image: req.root_image.clone(),
         disks: req.disks.clone(),
+        shares: req.shares.clone(),
         channel: channel.clone(),
         console_log: console_log.clone(),
         quiet_kernel: !req.verbose_kernel,
@@ -654,6 +657,18 @@ fn signal_action(sig: i32, guest_up: bool, next_stop_kills: bool) -> SignalActio
         SignalAction::Kill
     } else {
         SignalAction::Forward
+    }
+}
+
+/// What a signal the runner received and passes on becomes for the guest: SIGWINCH
+/// (only asked for when the job has a terminal) is the new size of the runner's
+/// terminal, which the guest's kernel turns into the job's own SIGWINCH.
+fn signal_msg(sig: i32) -> HostMsg {
+    match sig {
+        libc::SIGWINCH => {
+            HostMsg::Resize(crate::tty::window_size().unwrap_or(crate::tty::DEFAULT_SIZE))
+        }
+        _ => HostMsg::Signal(sig),
     }
 }
 
@@ -921,7 +936,7 @@ impl Session<'_> {
             }
             if st.boot_time.is_some() {
                 for sig in std::mem::take(&mut self.pending_signals) {
-                    ch.send(&HostMsg::Signal(sig), self.sink);
+                    ch.send(&signal_msg(sig), self.sink);
                 }
                 self.feed_input(&mut ch);
             }
@@ -1024,7 +1039,7 @@ impl Session<'_> {
                     st.boot_time = Some(st.start.elapsed());
                     ch.send(&HostMsg::Job(spec.clone()), self.sink);
                     for sig in std::mem::take(&mut self.pending_signals) {
-                        ch.send(&HostMsg::Signal(sig), self.sink);
+                        ch.send(&signal_msg(sig), self.sink);
                     }
                 }
                 GuestMsg::Stdout(d) => self.sink.stdout(&d),

@@ -19,8 +19,10 @@ pub mod output;
 pub mod qmp;
 pub mod results;
 pub mod scratch;
+pub mod share;
 pub mod soak;
 pub mod testsuite;
+pub mod tty;
 pub mod vmplan;
 pub mod vsockd;
 

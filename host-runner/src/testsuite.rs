@@ -512,6 +512,7 @@ fn run_one(
         cwd: b"/".to_vec(),
         disks: Vec::new(),
         stdin: false,
+        ..JobSpec::default()
     };
     let mut spec = spec;
     let mut scratch_disks = Vec::new();
@@ -684,6 +685,7 @@ mod tests {
             kernel: "/k".into(),
             root_image: "/r".into(),
             disks: Vec::new(),
+            shares: Vec::new(),
             channel: launcher::ChannelChoice::Auto,
             verbose_kernel: false,
             kernel_args: Vec::new(),

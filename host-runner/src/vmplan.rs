@@ -78,6 +78,17 @@ pub struct DiskAttach {
     pub bypass_host_cache: bool,
 }
 
+/// A host directory given to the guest over virtio-9p, served by QEMU itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareAttach {
+    /// The directory on the host.
+    pub host_dir: PathBuf,
+    /// The 9p mount tag (the guest mounts the share by it).
+    pub tag: String,
+    /// QEMU refuses every write (the guest also mounts it read-only).
+    pub read_only: bool,
+}
+
 /// Everything one VM is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
@@ -93,6 +104,8 @@ pub struct VmConfig {
     pub root_image: PathBuf,
     /// Extra disks, in order.
     pub disks: Vec<DiskAttach>,
+    /// Shared host directories.
+    pub shares: Vec<ShareAttach>,
     /// The job channel.
     pub channel: ChannelPlan,
     /// Where the serial console goes.
@@ -258,6 +271,25 @@ pub fn qemu_argv(cfg: &VmConfig) -> Vec<OsString> {
             ],
         );
     }
+    // security_model=none: files are created and accessed as the user running QEMU, so
+    // what the guest writes is the user's on the host, and ownership changes the guest
+    // asks for are ignored rather than failing (a non-root QEMU cannot make them).
+    for (i, share) in cfg.shares.iter().enumerate() {
+        let ro = if share.read_only { ",readonly=on" } else { "" };
+        argv.push("-fsdev".into());
+        argv.push(path_opt(
+            &format!("local,id=share{i},path="),
+            &share.host_dir,
+            &format!(",security_model=none{ro}"),
+        ));
+        push(
+            &mut argv,
+            &[
+                "-device",
+                &format!("virtio-9p-device,fsdev=share{i},mount_tag={}", share.tag),
+            ],
+        );
+    }
     match &cfg.channel {
         ChannelPlan::VhostUserVsock { backend_socket, .. } => {
             argv.push("-chardev".into());
@@ -323,6 +355,7 @@ mod tests {
                 read_only: true,
                 bypass_host_cache: true,
             }],
+            shares: Vec::new(),
             channel,
             console_log: "/t/console.log".into(),
             quiet_kernel: true,
@@ -503,6 +536,40 @@ mod tests {
             devices[1],
             "virtio-blk-device,drive=disk0,serial=src,num-queues=2"
         );
+    }
+
+    #[test]
+    fn shares_are_9p_devices_with_their_tags_and_modes() {
+        let mut c = cfg(ChannelPlan::VirtioSerial {
+            socket: "/t/s".into(),
+        });
+        c.shares = vec![
+            ShareAttach {
+                host_dir: "/home/u/out,1".into(),
+                tag: "share0".into(),
+                read_only: false,
+            },
+            ShareAttach {
+                host_dir: "/usr/bin".into(),
+                tag: "share1".into(),
+                read_only: true,
+            },
+        ];
+        let argv = strings(&qemu_argv(&c));
+        assert_eq!(
+            values(&argv, "-fsdev"),
+            [
+                "local,id=share0,path=/home/u/out,,1,security_model=none",
+                "local,id=share1,path=/usr/bin,security_model=none,readonly=on",
+            ]
+        );
+        let devices = values(&argv, "-device");
+        for d in [
+            "virtio-9p-device,fsdev=share0,mount_tag=share0",
+            "virtio-9p-device,fsdev=share1,mount_tag=share1",
+        ] {
+            assert!(devices.iter().any(|x| x == d), "{d} in {devices:?}");
+        }
     }
 
     #[test]

@@ -9,30 +9,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-fn run_in_vm() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-in-vm"));
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-fn run(args: &[&str]) -> Output {
-    run_in_vm().args(args).output().expect("run-in-vm starts")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Runs one trivial job first, once per test binary: on a fresh machine the first run
-/// installs packages and builds the kernel and image, which a test that times its run
-/// must not count.
-fn set_up_once() {
-    static SETUP: std::sync::Once = std::sync::Once::new();
-    SETUP.call_once(|| {
-        let out = run(&["--no-src", "true"]);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    });
-}
+mod common;
+use common::{run, run_in_vm, set_up_once, text};
 
 #[test]
 fn exit_statuses_are_mirrored() {

@@ -9,8 +9,9 @@ use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -20,10 +21,15 @@ use vm_wire::{GuestMsg, HostMsg, JobEnd, JobSpec, MAX_CHUNK};
 /// The job's standard input while it is open: the pipe, and what the host sent that
 /// the pipe has not taken yet (at most `vm_wire::STDIN_WINDOW` bytes, the host's limit).
 struct Input {
-    pipe: std::process::ChildStdin,
+    /// The pipe, or (for a job on a terminal) a second descriptor of the terminal's
+    /// master side.
+    pipe: File,
     pending: Vec<u8>,
     /// The host sent `StdinEnd`: close the pipe once `pending` is written.
     end: bool,
+    /// The input goes to a terminal: its end is the end-of-file character, since
+    /// closing a master descriptor ends nothing for the job.
+    terminal: bool,
 }
 
 /// Signals PID 1 passes on to the job's process group.
@@ -64,28 +70,46 @@ impl Signals {
 struct Running {
     leader: Pid,
     status: Option<JobEnd>,
-    out: Option<std::process::ChildStdout>,
-    err: Option<std::process::ChildStderr>,
+    /// Standard output, or everything the job writes to its terminal.
+    out: Option<File>,
+    /// Standard error (none for a job on a terminal: it is the terminal too).
+    err: Option<File>,
     input: Option<Input>,
+    /// The master side of the job's terminal, for resizing it.
+    terminal: Option<OwnedFd>,
 }
 
 /// Runs `spec` to completion and returns how it ended. Never panics.
 pub fn run(spec: &JobSpec, chan: &mut Channel, signals: &Signals) -> JobEnd {
-    let mut child = match spawn(spec) {
+    let (mut child, terminal) = match spawn(spec) {
         Ok(c) => c,
         Err(end) => return end,
     };
     let leader = Pid::from_raw(child.id() as i32);
-    let mut job = Running {
-        leader,
-        status: None,
-        out: child.stdout.take(),
-        err: child.stderr.take(),
-        input: child.stdin.take().map(|pipe| Input {
-            pipe,
-            pending: Vec::new(),
-            end: false,
-        }),
+    let mut job = match terminal {
+        None => Running {
+            leader,
+            status: None,
+            out: child.stdout.take().map(|o| File::from(OwnedFd::from(o))),
+            err: child.stderr.take().map(|e| File::from(OwnedFd::from(e))),
+            input: child.stdin.take().map(|pipe| Input {
+                pipe: File::from(OwnedFd::from(pipe)),
+                pending: Vec::new(),
+                end: false,
+                terminal: false,
+            }),
+            terminal: None,
+        },
+        Some(master) => match on_terminal(leader, master) {
+            Ok(job) => job,
+            Err(e) => {
+                // Without its terminal the job can be neither heard nor waited for
+                // sensibly: end it, and say why.
+                let _ = kill(Pid::from_raw(-leader.as_raw()), Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(leader, None);
+                return JobEnd::SetupFailed(format!("duplicating the terminal: {e}"));
+            }
+        },
     };
     for fd in [
         job.out.as_ref().map(|o| o.as_fd()),
@@ -152,7 +176,64 @@ pub fn run(spec: &JobSpec, chan: &mut Channel, signals: &Signals) -> JobEnd {
         .unwrap_or_else(|| JobEnd::SetupFailed("job status lost".into()))
 }
 
-fn spawn(spec: &JobSpec) -> Result<std::process::Child, JobEnd> {
+/// The state of a job whose standard streams are the slave side of `master`'s terminal.
+fn on_terminal(leader: Pid, master: OwnedFd) -> std::io::Result<Running> {
+    let out = File::from(master.try_clone()?);
+    let input = File::from(master.try_clone()?);
+    Ok(Running {
+        leader,
+        status: None,
+        out: Some(out),
+        err: None,
+        input: Some(Input {
+            pipe: input,
+            pending: Vec::new(),
+            end: false,
+            terminal: true,
+        }),
+        terminal: Some(master),
+    })
+}
+
+/// A new pseudo-terminal of `size`; both sides close on exec (the job gets the slave
+/// as its standard streams, never as an extra descriptor).
+fn open_terminal(size: vm_wire::WinSize) -> nix::Result<nix::pty::OpenptyResult> {
+    let ws = libc::winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&ws), None)?;
+    for fd in [&pty.master, &pty.slave] {
+        fcntl(
+            fd.as_raw_fd(),
+            FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )?;
+    }
+    Ok(pty)
+}
+
+/// Resizes the job's terminal; the kernel tells its foreground process group with
+/// SIGWINCH.
+fn resize(terminal: BorrowedFd<'_>, size: vm_wire::WinSize) -> std::io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which is valid for the
+    // call; the descriptor is borrowed, so it is open.
+    let rc = unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Starts the job; for a job on a terminal also returns the terminal's master side.
+fn spawn(spec: &JobSpec) -> Result<(std::process::Child, Option<OwnedFd>), JobEnd> {
     let Some((program, args)) = spec.argv.split_first() else {
         return Err(JobEnd::SetupFailed("empty argv".into()));
     };
@@ -171,21 +252,43 @@ fn spawn(spec: &JobSpec) -> Result<std::process::Child, JobEnd> {
                 .iter()
                 .map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))),
         )
-        .current_dir(cwd)
-        .stdin(if spec.stdin {
+        .current_dir(cwd);
+    let mut master = None;
+    if let Some(size) = spec.tty {
+        let pty = open_terminal(size)
+            .map_err(|e| JobEnd::SetupFailed(format!("opening a pseudo-terminal: {e}")))?;
+        let slave = |fd: &OwnedFd| {
+            fd.try_clone()
+                .map(Stdio::from)
+                .map_err(|e| JobEnd::SetupFailed(format!("duplicating the terminal: {e}")))
+        };
+        cmd.stdin(slave(&pty.slave)?)
+            .stdout(slave(&pty.slave)?)
+            .stderr(Stdio::from(pty.slave));
+        master = Some(pty.master);
+    } else {
+        cmd.stdin(if spec.stdin {
             Stdio::piped()
         } else {
             Stdio::null()
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: setsid, sigprocmask and signal are async-signal-safe and touch no memory
-    // of the parent. The job becomes a session and process-group leader so signals reach
-    // all of it, and starts with the signal state a login shell would give it instead of
-    // PID 1's (all handled signals blocked, SIGPIPE ignored by the Rust runtime).
+    }
+    let controlling_terminal = spec.tty.is_some();
+    // SAFETY: setsid, ioctl, sigprocmask and signal are async-signal-safe and touch no
+    // memory of the parent. The job becomes a session and process-group leader so
+    // signals reach all of it (and, on a terminal, takes its standard input, already
+    // the terminal's slave side, as the session's controlling terminal so Ctrl-C, Ctrl-Z
+    // and job control work), and starts with the signal state a login shell would give
+    // it instead of PID 1's (all handled signals blocked, SIGPIPE ignored by the Rust
+    // runtime).
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if controlling_terminal && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
                 .map_err(std::io::Error::from)?;
             nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl)
@@ -194,7 +297,7 @@ fn spawn(spec: &JobSpec) -> Result<std::process::Child, JobEnd> {
         });
     }
     let name = String::from_utf8_lossy(program).into_owned();
-    cmd.spawn().map_err(|e| {
+    let child = cmd.spawn().map_err(|e| {
         let status = match e.raw_os_error() {
             Some(libc::ENOENT) => 127,
             _ => 126,
@@ -203,7 +306,11 @@ fn spawn(spec: &JobSpec) -> Result<std::process::Child, JobEnd> {
             status,
             message: format!("{name}: {e}"),
         }
-    })
+    })?;
+    // The slave descriptors went with `cmd`: only the job holds the terminal open now,
+    // so reading the master ends (EIO) when the job's last process has closed it.
+    drop(cmd);
+    Ok((child, master))
 }
 
 struct Ready {
@@ -285,8 +392,10 @@ fn feed_input(input: &mut Option<Input>, events: PollFlags, chan: &mut Channel) 
     if written > 0 {
         chan.send(&GuestMsg::StdinTaken(written as u32));
     }
-    // With nothing to write, POLLERR is the only way to learn the reader is gone.
-    job_closed |= events.contains(PollFlags::POLLERR) && !events.contains(PollFlags::POLLOUT);
+    // With nothing to write, POLLERR is the only way to learn a pipe's reader is gone;
+    // a terminal whose every slave descriptor is closed reports POLLHUP (with POLLOUT).
+    job_closed |= events.contains(PollFlags::POLLERR) && !events.contains(PollFlags::POLLOUT)
+        || inp.terminal && events.contains(PollFlags::POLLHUP);
     if job_closed {
         *input = None;
         chan.send(&GuestMsg::StdinClosed);
@@ -313,6 +422,9 @@ fn pump<R: Read>(pipe: &mut Option<R>, chan: &mut Channel, wrap: fn(Vec<u8>) -> 
         }
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        // A terminal's master reads EIO once no process has the slave side open: the
+        // terminal's end of file.
+        Err(e) if e.raw_os_error() == Some(libc::EIO) => *pipe = None,
         Err(e) => {
             crate::console::log(&format!("init: reading job output: {e}"));
             *pipe = None;
@@ -417,8 +529,19 @@ fn handle_host_msg(msg: HostMsg, job: &mut Running, chan: &mut Channel) {
         },
         HostMsg::StdinEnd => {
             if let Some(inp) = job.input.as_mut() {
+                if inp.terminal {
+                    // VEOF, as typed: a reading program on the terminal sees end of file.
+                    inp.pending.push(4);
+                }
                 inp.end = true;
                 feed_input(&mut job.input, PollFlags::empty(), chan);
+            }
+        }
+        HostMsg::Resize(size) => {
+            if let Some(t) = job.terminal.as_ref() {
+                if let Err(e) = resize(t.as_fd(), size) {
+                    chan.send(&GuestMsg::Log(format!("resizing the job's terminal: {e}")));
+                }
             }
         }
         other => crate::console::log(&format!(

@@ -92,8 +92,11 @@ fn run(chan_slot: &mut Option<channel::Channel>) -> Option<JobEnd> {
         }
     };
 
-    // 5. Mount the job's disks, then run it, pumping output, signals and reaping.
-    let end = match mounts::mount_disks(&spec.disks) {
+    // 5. Mount the job's disks and shared host directories, then run it, pumping
+    //    output, signals and reaping.
+    let mounted =
+        mounts::mount_disks(&spec.disks).and_then(|()| mounts::mount_shares(&spec.shares));
+    let end = match mounted {
         Ok(()) => job::run(&spec, chan, &signals),
         Err(msg) => JobEnd::SetupFailed(msg),
     };

@@ -23,6 +23,10 @@
 //! host back instead of filling the guest's memory. [`GuestMsg::StdinClosed`] says the
 //! job closed its standard input: the host stops sending.
 //!
+//! A job with [`JobSpec::tty`] set runs on a pseudo-terminal in the guest: its standard
+//! input, output and error are the terminal, so everything it writes arrives as
+//! [`GuestMsg::Stdout`], and [`HostMsg::Resize`] changes the terminal's size.
+//!
 //! Decoding never trusts a length: frames above [`MAX_FRAME`] are refused, every field
 //! read is bounds-checked, and trailing bytes inside a frame are an error.
 
@@ -33,7 +37,7 @@ use std::fmt;
 /// Identifies this protocol in the guest's greeting ("VMJB").
 pub const MAGIC: u32 = 0x564d_4a42;
 /// Bumped on every incompatible change of the encoding below.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// Largest accepted frame body (kind byte + payload), in bytes.
 pub const MAX_FRAME: usize = 1 << 20;
 /// Largest output chunk a sender should put in one frame.
@@ -86,6 +90,26 @@ pub struct DiskMount {
     pub read_only: bool,
 }
 
+/// A host directory the guest mounts over virtio-9p before running the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareMount {
+    /// The 9p mount tag QEMU gave the directory (at most 31 bytes).
+    pub tag: String,
+    /// Absolute mount point in the guest (created if missing).
+    pub target: Vec<u8>,
+    /// Mount read-only.
+    pub read_only: bool,
+}
+
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WinSize {
+    /// Lines.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
 /// What to run in the guest.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JobSpec {
@@ -100,6 +124,11 @@ pub struct JobSpec {
     /// The job's standard input is what the host sends ([`HostMsg::Stdin`]); otherwise
     /// it is /dev/null.
     pub stdin: bool,
+    /// Host directories to mount before the job starts.
+    pub shares: Vec<ShareMount>,
+    /// Run the job on a pseudo-terminal of this size, as the controlling terminal of its
+    /// session (standard input, output and error all on it; implies [`JobSpec::stdin`]).
+    pub tty: Option<WinSize>,
 }
 
 /// Messages from the host to the guest.
@@ -114,8 +143,12 @@ pub enum HostMsg {
     EndAck,
     /// A chunk of the job's standard input (not empty).
     Stdin(Vec<u8>),
-    /// The job's standard input ends after the chunks sent so far.
+    /// The job's standard input ends after the chunks sent so far. On a terminal
+    /// ([`JobSpec::tty`]) this is the end-of-file character, as typing Ctrl-D would be.
     StdinEnd,
+    /// The host's terminal changed size: resize the job's terminal (the kernel sends
+    /// its foreground process group SIGWINCH). Ignored for a job without a terminal.
+    Resize(WinSize),
 }
 
 /// How the job ended, as seen by PID 1.
@@ -177,6 +210,7 @@ mod kind {
     pub const END_ACK: u8 = 0x83;
     pub const STDIN: u8 = 0x84;
     pub const STDIN_END: u8 = 0x85;
+    pub const RESIZE: u8 = 0x86;
 }
 
 mod end_kind {
@@ -202,8 +236,15 @@ impl Encoder {
     fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
+    fn u16(&mut self, v: u16) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
     fn u32(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn win_size(&mut self, w: WinSize) {
+        self.u16(w.rows);
+        self.u16(w.cols);
     }
     fn i32(&mut self, v: i32) {
         self.buf.extend_from_slice(&v.to_le_bytes());
@@ -241,6 +282,23 @@ impl<'a> Fields<'a> {
     }
     fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
         Ok(self.take(1, what)?[0])
+    }
+    fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn win_size(&mut self) -> Result<WinSize, WireError> {
+        Ok(WinSize {
+            rows: self.u16("terminal rows")?,
+            cols: self.u16("terminal columns")?,
+        })
+    }
+    fn flag(&mut self, what: &'static str) -> Result<bool, WireError> {
+        match self.u8(what)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(WireError::Invalid(what)),
+        }
     }
     fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
         let b = self.take(4, what)?;
@@ -299,6 +357,19 @@ impl HostMsg {
                     e.u8(u8::from(d.read_only));
                 }
                 e.u8(u8::from(job.stdin));
+                e.u32(len_u32(job.shares.len()));
+                for s in &job.shares {
+                    e.bytes(s.tag.as_bytes());
+                    e.bytes(&s.target);
+                    e.u8(u8::from(s.read_only));
+                }
+                match job.tty {
+                    None => e.u8(0),
+                    Some(w) => {
+                        e.u8(1);
+                        e.win_size(w);
+                    }
+                }
                 e.finish()
             }
             HostMsg::Signal(sig) => {
@@ -309,6 +380,11 @@ impl HostMsg {
             HostMsg::EndAck => Encoder::new(kind::END_ACK).finish(),
             HostMsg::Stdin(data) => raw_frame(kind::STDIN, data),
             HostMsg::StdinEnd => Encoder::new(kind::STDIN_END).finish(),
+            HostMsg::Resize(w) => {
+                let mut e = Encoder::new(kind::RESIZE);
+                e.win_size(*w);
+                e.finish()
+            }
         }
     }
 
@@ -336,11 +412,7 @@ impl HostMsg {
                         let serial = f.string("disk serial")?;
                         let target = f.bytes("disk target")?;
                         let fstype = f.string("disk fstype")?;
-                        let read_only = match f.u8("disk flags")? {
-                            0 => false,
-                            1 => true,
-                            _ => return Err(WireError::Invalid("disk flags")),
-                        };
+                        let read_only = f.flag("disk flags")?;
                         Ok(DiskMount {
                             serial,
                             target,
@@ -349,10 +421,20 @@ impl HostMsg {
                         })
                     })
                     .collect::<Result<Vec<_>, WireError>>()?;
-                let stdin = match f.u8("stdin flag")? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(WireError::Invalid("stdin flag")),
+                let stdin = f.flag("stdin flag")?;
+                let sharec = f.count("shares", 9)?;
+                let shares = (0..sharec)
+                    .map(|_| {
+                        Ok(ShareMount {
+                            tag: f.string("share tag")?,
+                            target: f.bytes("share target")?,
+                            read_only: f.flag("share flags")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, WireError>>()?;
+                let tty = match f.flag("tty flag")? {
+                    false => None,
+                    true => Some(f.win_size()?),
                 };
                 HostMsg::Job(JobSpec {
                     argv,
@@ -360,6 +442,8 @@ impl HostMsg {
                     cwd,
                     disks,
                     stdin,
+                    shares,
+                    tty,
                 })
             }
             kind::SIGNAL => HostMsg::Signal(f.i32("signal")?),
@@ -370,6 +454,7 @@ impl HostMsg {
             }
             kind::STDIN => return Ok(HostMsg::Stdin(payload.to_vec())),
             kind::STDIN_END => HostMsg::StdinEnd,
+            kind::RESIZE => HostMsg::Resize(f.win_size()?),
             other => return Err(WireError::UnknownKind(other)),
         };
         f.end()?;

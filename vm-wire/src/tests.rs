@@ -12,6 +12,12 @@ fn sample_job() -> JobSpec {
             read_only: true,
         }],
         stdin: true,
+        shares: vec![ShareMount {
+            tag: "share0".into(),
+            target: b"/out".to_vec(),
+            read_only: false,
+        }],
+        tty: Some(WinSize { rows: 24, cols: 80 }),
     }
 }
 
@@ -22,6 +28,15 @@ fn host_msgs() -> Vec<HostMsg> {
         HostMsg::EndAck,
         HostMsg::Stdin(b"in\x00\xff".to_vec()),
         HostMsg::StdinEnd,
+        HostMsg::Resize(WinSize {
+            rows: 50,
+            cols: 132,
+        }),
+        HostMsg::Job(JobSpec {
+            tty: None,
+            shares: Vec::new(),
+            ..sample_job()
+        }),
     ]
 }
 
@@ -142,12 +157,27 @@ fn invalid_field_values_are_refused() {
         HostMsg::decode(body(&HostMsg::Job(job).encode())),
         Err(WireError::Invalid("empty argv"))
     );
-    let mut b = body(&HostMsg::Job(sample_job()).encode()).to_vec();
-    *b.last_mut().unwrap() = 2;
-    assert_eq!(HostMsg::decode(&b), Err(WireError::Invalid("stdin flag")));
+    // Ends in: last disk's read-only flag, stdin flag, share count (u32), tty flag.
+    let plain = JobSpec {
+        shares: Vec::new(),
+        tty: None,
+        ..sample_job()
+    };
+    let mut b = body(&HostMsg::Job(plain).encode()).to_vec();
     let n = b.len();
-    b[n - 2] = 2; // read_only flag of the last disk
+    b[n - 1] = 2;
+    assert_eq!(HostMsg::decode(&b), Err(WireError::Invalid("tty flag")));
+    b[n - 6] = 2;
+    assert_eq!(HostMsg::decode(&b), Err(WireError::Invalid("stdin flag")));
+    b[n - 7] = 2;
     assert_eq!(HostMsg::decode(&b), Err(WireError::Invalid("disk flags")));
+    let mut shared = body(&HostMsg::Job(sample_job()).encode()).to_vec();
+    let n = shared.len();
+    shared[n - 6] = 2; // read-only flag of the share, before the tty flag and size
+    assert_eq!(
+        HostMsg::decode(&shared),
+        Err(WireError::Invalid("share flags"))
+    );
     // An empty chunk would read as end-of-file to the job: only StdinEnd says that.
     let empty = body(&HostMsg::Stdin(Vec::new()).encode()).to_vec();
     assert_eq!(

@@ -504,8 +504,14 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
         env.retain(|(ek, _)| ek != k.as_bytes());
         env.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
     }
+    let shares = args
+        .shares
+        .iter()
+        .map(|s| share::parse(s).map_err(|e| UsageError(format!("--{e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (share_attachments, share_mounts) = share::attach(&shares);
     let serial = |i: usize| format!("disk{i}");
-    let spec = JobSpec {
+    let mut spec = JobSpec {
         argv: command.iter().map(|a| a.as_bytes().to_vec()).collect(),
         env,
         cwd: args.cwd.as_os_str().as_bytes().to_vec(),
@@ -523,18 +529,9 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
         // the runner, and a line-buffered terminal is no input for a pipe-fed job.
         stdin: tty || !args.no_stdin && !stdin_is_terminal,
         tty: tty.then(|| crate::tty::window_size().unwrap_or(crate::tty::DEFAULT_SIZE)),
-        ..JobSpec::default()
+        shares: share_mounts,
     };
-    let shares = args
-        .shares
-        .iter()
-        .map(|s| share::parse(s).map_err(|e| UsageError(format!("--{e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let (share_attachments, share_mounts) = share::attach(&shares);
-    let mut spec = spec;
-    spec.shares = share_mounts;
     let scratch = parse_scratch(&args.scratch)?;
-    let mut spec = spec;
     let mut scratch_disks = Vec::new();
     // Kept until the VM has ended: dropping it deletes the images.
     let _scratch_dir = attach_scratch(&scratch, &mut spec, &mut scratch_disks)?;

@@ -101,7 +101,8 @@ impl OnTerminal {
         // SAFETY: TIOCSWINSZ reads one winsize from the valid pointer. The kernel sends
         // the terminal's foreground process group (the runner) SIGWINCH, as an emulator's
         // resize does.
-        let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &win(rows, cols)) };
+        let rc =
+            unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &win(rows, cols)) };
         assert_eq!(rc, 0);
     }
 
@@ -156,7 +157,10 @@ fn an_interactive_shell_sees_keys_resizes_and_mirrors_its_exit() {
         if shown.contains("40 120") {
             break;
         }
-        assert!(Instant::now() < until, "the size never became 40 120: {shown}");
+        assert!(
+            Instant::now() < until,
+            "the size never became 40 120: {shown}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -214,7 +218,9 @@ fn a_terminal_is_restored_when_the_run_is_stopped() {
     let code = t.wait_exit(Duration::from_secs(30));
     assert_eq!(code, Some(143), "{}", text(&t.seen));
     let after = tcgetattr(t.slave.as_fd()).unwrap();
-    assert!(after.local_flags.contains(LocalFlags::ICANON | LocalFlags::ECHO));
+    assert!(after
+        .local_flags
+        .contains(LocalFlags::ICANON | LocalFlags::ECHO));
 }
 
 #[test]
@@ -238,12 +244,19 @@ fn a_terminal_job_fed_from_a_pipe_reads_it_and_ends_at_its_end() {
     // End of input is Ctrl-D on the terminal: the shell exits 0 after the commands.
     assert_eq!(out.status.code(), Some(0), "{shown}\n{}", text(&out.stderr));
     assert!(shown.contains("/dev/pts/0"), "{shown}");
-    assert!(shown.contains("24 80"), "default size without a host terminal: {shown}");
+    assert!(
+        shown.contains("24 80"),
+        "default size without a host terminal: {shown}"
+    );
 }
 
 #[test]
 fn no_command_without_a_terminal_is_a_usage_error() {
     let out = run_in_vm().arg("--no-src").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("no command"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no command"),
+        "{}",
+        text(&out.stderr)
+    );
 }

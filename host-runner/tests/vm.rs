@@ -687,6 +687,58 @@ fn scratch_disks_are_writable_filesystems_of_the_asked_type() {
 }
 
 #[test]
+fn a_shared_directory_runs_host_binaries_and_keeps_what_the_job_wrote() {
+    set_up_once();
+    let work = tempfile::tempdir().unwrap();
+    let ro = tempfile::tempdir().unwrap();
+    // A static binary the host just built, run from the share (not from a snapshot).
+    std::fs::copy(guest_tests_bin(), work.path().join("guest-tests")).unwrap();
+    std::fs::write(work.path().join("in.txt"), "from the host\n").unwrap();
+    std::fs::write(ro.path().join("keep"), "kept\n").unwrap();
+    let script = "set -e; cat /work/in.txt; /work/guest-tests --list | grep -q getdents_; \
+                  echo result > /work/out.txt; mkdir /work/sub; \
+                  dd if=/dev/zero bs=1024 count=3000 2>/dev/null > /work/sub/big; \
+                  cat /ro/keep; if touch /ro/new 2>/dev/null; then echo ro-writable; fi; \
+                  grep -c ' /ro 9p ro' /proc/mounts";
+    let out = run(&[
+        "--no-src",
+        "--share",
+        &format!("{}:/work", work.path().display()),
+        "--share",
+        &format!("{}:/ro:ro", ro.path().display()),
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "from the host\nkept\n1\n");
+    // On the host after the run, owned by the user who ran it.
+    let written = work.path().join("out.txt");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), "result\n");
+    assert_eq!(
+        std::fs::metadata(work.path().join("sub/big"))
+            .unwrap()
+            .len(),
+        3000 * 1024
+    );
+    use std::os::unix::fs::MetadataExt;
+    let uid = nix::unistd::getuid().as_raw();
+    assert_eq!(std::fs::metadata(&written).unwrap().uid(), uid);
+    assert!(!ro.path().join("new").exists());
+}
+
+#[test]
+fn a_share_of_a_missing_directory_is_a_usage_error() {
+    let out = run(&["--no-src", "--share", "/no/such/dir:/x", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("/no/such/dir"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn virtio_serial_fallback_channel_works() {
     let out = run(&[
         "--no-src",

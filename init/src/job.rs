@@ -14,6 +14,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vm_wire::{GuestMsg, HostMsg, JobEnd, JobSpec, MAX_CHUNK};
@@ -27,9 +28,12 @@ struct Input {
     pending: Vec<u8>,
     /// The host sent `StdinEnd`: close the pipe once `pending` is written.
     end: bool,
-    /// The input goes to a terminal: its end is the end-of-file character, since
-    /// closing a master descriptor ends nothing for the job.
-    terminal: bool,
+    /// The input goes to the terminal whose slave side is at this path: its end is the
+    /// end-of-file character, since closing a master descriptor ends nothing for the
+    /// job (see [`deliver_terminal_eof`]).
+    terminal: Option<PathBuf>,
+    /// The end-of-file character was typed, in canonical mode (`true`) or not.
+    eof_typed_in: Option<bool>,
 }
 
 /// Signals PID 1 passes on to the job's process group.
@@ -46,6 +50,10 @@ pub const FORWARDED: &[Signal] = &[
 /// After the job's main process exits, how long its descendants may keep its
 /// stdout/stderr open before they are killed so the job can be reported.
 const LINGER: Duration = Duration::from_secs(2);
+
+/// How often a terminal job's pending end of input checks whether the job has read
+/// what came before it.
+const EOF_RECHECK: Duration = Duration::from_millis(20);
 
 /// SIGCHLD and the forwarded signals, delivered through a signalfd.
 pub struct Signals {
@@ -96,11 +104,12 @@ pub fn run(spec: &JobSpec, chan: &mut Channel, signals: &Signals) -> JobEnd {
                 pipe: File::from(OwnedFd::from(pipe)),
                 pending: Vec::new(),
                 end: false,
-                terminal: false,
+                terminal: None,
+                eof_typed_in: None,
             }),
             terminal: None,
         },
-        Some(master) => match on_terminal(leader, master) {
+        Some((master, slave_path)) => match on_terminal(leader, master, slave_path) {
             Ok(job) => job,
             Err(e) => {
                 // Without its terminal the job can be neither heard nor waited for
@@ -145,10 +154,13 @@ pub fn run(spec: &JobSpec, chan: &mut Channel, signals: &Signals) -> JobEnd {
                 break;
             }
         }
-        let timeout = match linger_until {
+        let mut timeout = match linger_until {
             Some(t) => t.saturating_duration_since(Instant::now()),
             None => Duration::from_secs(3600),
         };
+        if deliver_terminal_eof(&mut job.input) {
+            timeout = timeout.min(EOF_RECHECK);
+        }
         let ready = poll_once(chan, signals, &job, timeout);
         if ready.out {
             pump(&mut job.out, chan, GuestMsg::Stdout);
@@ -177,7 +189,7 @@ pub fn run(spec: &JobSpec, chan: &mut Channel, signals: &Signals) -> JobEnd {
 }
 
 /// The state of a job whose standard streams are the slave side of `master`'s terminal.
-fn on_terminal(leader: Pid, master: OwnedFd) -> std::io::Result<Running> {
+fn on_terminal(leader: Pid, master: OwnedFd, slave_path: PathBuf) -> std::io::Result<Running> {
     let out = File::from(master.try_clone()?);
     let input = File::from(master.try_clone()?);
     Ok(Running {
@@ -189,7 +201,8 @@ fn on_terminal(leader: Pid, master: OwnedFd) -> std::io::Result<Running> {
             pipe: input,
             pending: Vec::new(),
             end: false,
-            terminal: true,
+            terminal: Some(slave_path),
+            eof_typed_in: None,
         }),
         terminal: Some(master),
     })
@@ -232,8 +245,10 @@ fn resize(terminal: BorrowedFd<'_>, size: vm_wire::WinSize) -> std::io::Result<(
     Ok(())
 }
 
-/// Starts the job; for a job on a terminal also returns the terminal's master side.
-fn spawn(spec: &JobSpec) -> Result<(std::process::Child, Option<OwnedFd>), JobEnd> {
+/// Starts the job; for a job on a terminal also returns the terminal's master side and
+/// the path of its slave side.
+type Terminal = (OwnedFd, PathBuf);
+fn spawn(spec: &JobSpec) -> Result<(std::process::Child, Option<Terminal>), JobEnd> {
     let Some((program, args)) = spec.argv.split_first() else {
         return Err(JobEnd::SetupFailed("empty argv".into()));
     };
@@ -257,6 +272,8 @@ fn spawn(spec: &JobSpec) -> Result<(std::process::Child, Option<OwnedFd>), JobEn
     if let Some(size) = spec.tty {
         let pty = open_terminal(size)
             .map_err(|e| JobEnd::SetupFailed(format!("opening a pseudo-terminal: {e}")))?;
+        let slave_path = nix::unistd::ttyname(pty.slave.as_fd())
+            .map_err(|e| JobEnd::SetupFailed(format!("naming the pseudo-terminal: {e}")))?;
         let slave = |fd: &OwnedFd| {
             fd.try_clone()
                 .map(Stdio::from)
@@ -265,7 +282,7 @@ fn spawn(spec: &JobSpec) -> Result<(std::process::Child, Option<OwnedFd>), JobEn
         cmd.stdin(slave(&pty.slave)?)
             .stdout(slave(&pty.slave)?)
             .stderr(Stdio::from(pty.slave));
-        master = Some(pty.master);
+        master = Some((pty.master, slave_path));
     } else {
         cmd.stdin(if spec.stdin {
             Stdio::piped()
@@ -395,13 +412,89 @@ fn feed_input(input: &mut Option<Input>, events: PollFlags, chan: &mut Channel) 
     // With nothing to write, POLLERR is the only way to learn a pipe's reader is gone;
     // a terminal whose every slave descriptor is closed reports POLLHUP (with POLLOUT).
     job_closed |= events.contains(PollFlags::POLLERR) && !events.contains(PollFlags::POLLOUT)
-        || inp.terminal && events.contains(PollFlags::POLLHUP);
+        || inp.terminal.is_some() && events.contains(PollFlags::POLLHUP);
     if job_closed {
         *input = None;
         chan.send(&GuestMsg::StdinClosed);
-    } else if inp.end && inp.pending.is_empty() {
+    } else if inp.end && inp.pending.is_empty() && inp.terminal.is_none() {
+        // A terminal's end is for `deliver_terminal_eof`.
         *input = None;
     }
+}
+
+/// Ends a terminal job's input once the host has ended it and the job has read every
+/// byte before: with the end-of-file character (Ctrl-D), which a program reading in
+/// canonical mode sees as end of file, and a line-editing shell (raw mode) on an empty
+/// line. One typed in canonical mode that is still unread when the reader switches to
+/// raw mode (a shell's line editor after a command) turns into a NUL byte and ends
+/// nothing, so after one typed in canonical mode the terminal is watched, and once it
+/// is in raw mode with nothing unread another goes in; one typed in raw mode was read
+/// by the program itself, which ends the input.
+///
+/// Returns whether it still waits (so the caller polls again soon).
+fn deliver_terminal_eof(input: &mut Option<Input>) -> bool {
+    let Some(inp) = input.as_mut() else {
+        return false;
+    };
+    let Some(slave) = inp.terminal.as_ref() else {
+        return false;
+    };
+    if !inp.end || !inp.pending.is_empty() {
+        return false;
+    }
+    let Some(state) = terminal_state(slave) else {
+        // The terminal is gone: so is the job's input.
+        *input = None;
+        return false;
+    };
+    if state.unread > 0 || inp.eof_typed_in == Some(true) && state.canonical {
+        return true;
+    }
+    match inp.pipe.write(&[VEOF]) {
+        Ok(_) if state.canonical => {
+            inp.eof_typed_in = Some(true);
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+        _ => {
+            *input = None;
+            false
+        }
+    }
+}
+
+/// Ctrl-D, the end-of-file character of a terminal's default settings.
+const VEOF: u8 = 4;
+
+/// What a terminal's reader is doing, as far as its end of input needs to know.
+struct TerminalState {
+    /// Bytes typed that its reader has not read yet.
+    unread: usize,
+    /// Line by line (ICANON) rather than raw.
+    canonical: bool,
+}
+
+fn terminal_state(slave: &std::path::Path) -> Option<TerminalState> {
+    let fd = nix::fcntl::open(
+        slave,
+        OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    // SAFETY: `open` just returned this descriptor and nothing else owns it.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the valid pointer.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) } != 0 {
+        return None;
+    }
+    let modes = nix::sys::termios::tcgetattr(fd.as_fd()).ok()?;
+    Some(TerminalState {
+        unread: n.max(0) as usize,
+        canonical: modes
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ICANON),
+    })
 }
 
 /// Whether `incoming` more bytes of standard input keep the unwritten ones within the
@@ -529,12 +622,10 @@ fn handle_host_msg(msg: HostMsg, job: &mut Running, chan: &mut Channel) {
         },
         HostMsg::StdinEnd => {
             if let Some(inp) = job.input.as_mut() {
-                if inp.terminal {
-                    // VEOF, as typed: a reading program on the terminal sees end of file.
-                    inp.pending.push(4);
-                }
                 inp.end = true;
-                feed_input(&mut job.input, PollFlags::empty(), chan);
+                if inp.terminal.is_none() {
+                    feed_input(&mut job.input, PollFlags::empty(), chan);
+                }
             }
         }
         HostMsg::Resize(size) => {

@@ -31,4 +31,3 @@ pub fn set_up_once() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     });
 }
-

@@ -48,6 +48,8 @@ pub enum Cmd {
     Bench(crate::bench::BenchArgs),
     /// Many real runs, serial and parallel, and every named fault, checked from outside.
     Soak(crate::soak::SoakArgs),
+    /// Every target of the targets file (vm-targets.toml) in turn, a summary line each.
+    Targets(crate::targets::MatrixArgs),
 }
 
 /// Where the kernel comes from.
@@ -117,6 +119,14 @@ pub struct VmArgs {
     /// Extra kernel command-line parameter, e.g. `profile=2` (repeatable).
     #[arg(long = "kernel-arg", value_name = "PARAM")]
     pub kernel_args: Vec<String>,
+    /// Take the kernel, vCPUs, memory (and for `run` disks, shares, scratch filesystems
+    /// and command) from this named target of the targets file.
+    #[arg(long, value_name = "NAME",
+          conflicts_with_all = ["kernel", "kernel_src", "stock", "debug_kernel", "cpus", "mem"])]
+    pub target: Option<String>,
+    /// The targets file (default: vm-targets.toml in the current directory).
+    #[arg(long, value_name = "FILE")]
+    pub targets: Option<PathBuf>,
 }
 
 /// `run` / `run-in-vm`.
@@ -468,6 +478,7 @@ fn forward_host_signals(
 
 /// `run`: one command in one VM; returns the exit status to mirror.
 pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
+    let args = &crate::targets::resolve_run(args)?;
     let stdin_is_terminal = std::io::stdin().is_terminal();
     let (command, tty) =
         match (args.command.is_empty(), args.tty) {
@@ -685,6 +696,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Test(t) => crate::testsuite::cmd_test(&t),
         Cmd::Bench(b) => crate::bench::cmd_bench(&b),
         Cmd::Soak(s) => crate::soak::cmd_soak(&s),
+        Cmd::Targets(m) => crate::targets::cmd_matrix(&m),
         Cmd::Caps => {
             let caps = HostCaps::probe();
             println!("{caps:#?}");

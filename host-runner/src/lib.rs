@@ -21,6 +21,7 @@ pub mod results;
 pub mod scratch;
 pub mod share;
 pub mod soak;
+pub mod targets;
 pub mod testsuite;
 pub mod tty;
 pub mod vmplan;

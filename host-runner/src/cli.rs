@@ -2,6 +2,7 @@
 
 use crate::caps::{AccelChoice, HostCaps};
 use crate::launcher::{self, ChannelChoice, OutputSink, VmRequest};
+use crate::targets::{self, KernelChoice, Target};
 use crate::vmplan::DiskAttach;
 use crate::{image, kernel, scratch, share, UsageError};
 use anyhow::{Context, Result};
@@ -49,7 +50,7 @@ pub enum Cmd {
     /// Many real runs, serial and parallel, and every named fault, checked from outside.
     Soak(crate::soak::SoakArgs),
     /// Every target of the targets file (vm-targets.toml) in turn, a summary line each.
-    Targets(crate::targets::MatrixArgs),
+    Targets(TargetsArgs),
 }
 
 /// Where the kernel comes from.
@@ -478,7 +479,7 @@ fn forward_host_signals(
 
 /// `run`: one command in one VM; returns the exit status to mirror.
 pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
-    let args = &crate::targets::resolve_run(args)?;
+    let args = &resolve_target_run(args)?;
     let stdin_is_terminal = std::io::stdin().is_terminal();
     let (command, tty) =
         match (args.command.is_empty(), args.tty) {
@@ -670,6 +671,178 @@ fn report_run(args: &RunArgs, report: &launcher::VmReport, term: &mut Terminal) 
     report.outcome.exit_code()
 }
 
+// Named targets (see `targets`): applying one to the options, and the matrix.
+
+/// The VM options of this target in place of `vm`'s kernel, vCPUs and memory (the
+/// command line cannot also set those: clap refuses them with `--target`).
+pub fn apply_target_vm(target: &Target, vm: &mut VmArgs) {
+    vm.kernel = match &target.kernel {
+        KernelChoice::Patched => KernelArgs::default(),
+        KernelChoice::Stock => KernelArgs {
+            stock: true,
+            ..KernelArgs::default()
+        },
+        KernelChoice::Debug => KernelArgs {
+            debug_kernel: true,
+            ..KernelArgs::default()
+        },
+        KernelChoice::Tree(dir) => KernelArgs {
+            kernel_src: Some(dir.clone()),
+            ..KernelArgs::default()
+        },
+        KernelChoice::File(f) => KernelArgs {
+            kernel: Some(f.clone()),
+            ..KernelArgs::default()
+        },
+    };
+    if let Some(c) = target.cpus {
+        vm.cpus = c;
+    }
+    if let Some(m) = target.mem {
+        vm.mem = m;
+    }
+}
+
+/// `run` with this target: its VM, its disks, shares and scratch filesystems
+/// before the command line's, and its command unless the command line gives one.
+pub fn apply_target_run(target: &Target, run: &mut RunArgs) {
+    apply_target_vm(target, &mut run.vm);
+    let before = |mine: &[String], given: &mut Vec<String>| {
+        let mut all = mine.to_vec();
+        all.append(given);
+        *given = all;
+    };
+    before(&target.disks, &mut run.disks);
+    before(&target.shares, &mut run.shares);
+    before(&target.scratch, &mut run.scratch);
+    if run.command.is_empty() {
+        if let Some(c) = &target.command {
+            run.command = c.iter().map(Into::into).collect();
+        }
+    }
+}
+
+/// The VM options with `--target` applied, if one was given.
+pub fn resolve_target_vm(vm: &VmArgs) -> Result<VmArgs> {
+    let mut vm = vm.clone();
+    if let Some(name) = vm.target.clone() {
+        let targets = targets::load(vm.targets.as_deref())?;
+        apply_target_vm(targets::find(&targets, &name)?, &mut vm);
+    }
+    Ok(vm)
+}
+
+/// The run options with `--target` applied, if one was given.
+pub fn resolve_target_run(run: &RunArgs) -> Result<RunArgs> {
+    let mut run = run.clone();
+    if let Some(name) = run.vm.target.clone() {
+        let targets = targets::load(run.vm.targets.as_deref())?;
+        apply_target_run(targets::find(&targets, &name)?, &mut run);
+    }
+    Ok(run)
+}
+
+/// `targets`: every target of the file (or those named) in turn.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TargetsArgs {
+    /// The targets file (default: vm-targets.toml in the current directory).
+    #[arg(long, value_name = "FILE")]
+    pub targets: Option<PathBuf>,
+    /// List the targets, one line each, instead of running them.
+    #[arg(long)]
+    pub list: bool,
+    /// Wall-clock limit of each VM, in seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// Run only these targets (all when none is named).
+    pub names: Vec<String>,
+}
+
+/// Runs the matrix; the exit status is 0 when every target passed, 1 otherwise.
+pub fn cmd_targets(args: &TargetsArgs) -> Result<i32> {
+    let file = args
+        .targets
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(targets::DEFAULT_FILE));
+    let all = targets::load(Some(&file))?;
+    let chosen: Vec<&targets::Target> = if args.names.is_empty() {
+        all.iter().collect()
+    } else {
+        args.names
+            .iter()
+            .map(|n| targets::find(&all, n))
+            .collect::<Result<_>>()?
+    };
+    if chosen.is_empty() {
+        return Err(UsageError(format!("{}: no targets", file.display())).into());
+    }
+    if args.list {
+        for t in &chosen {
+            println!("{}", targets::describe(t));
+        }
+        return Ok(0);
+    }
+    let mut lines: Vec<targets::MatrixLine> = Vec::new();
+    for t in &chosen {
+        eprintln!("host-runner: == target {} ==", t.name);
+        let start = std::time::Instant::now();
+        let (code, detail) = run_target(t, &file, args.timeout)?;
+        let line = targets::MatrixLine {
+            name: t.name.clone(),
+            passed: code == 0,
+            detail,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        lines.push(line);
+        // A stop signal ends the matrix as it ends a run: 128+N, nothing more started.
+        if code > 128 && code - 128 <= 64 && crate::launcher::is_stop_signal(code - 128) {
+            print!("{}", targets::summary(&lines));
+            return Ok(code);
+        }
+    }
+    print!("{}", targets::summary(&lines));
+    Ok(if lines.iter().all(|l| l.passed) { 0 } else { 1 })
+}
+
+/// Runs one target the way a user would: `run --target` for one with a command,
+/// `test --target` for one without. Returns the exit status and what it means.
+fn run_target(t: &targets::Target, file: &Path, timeout: u64) -> Result<(i32, String)> {
+    use clap::Parser;
+    let file = file.display().to_string();
+    let timeout = timeout.to_string();
+    let common = [
+        "--target",
+        t.name.as_str(),
+        "--targets",
+        &file,
+        "--timeout",
+        &timeout,
+    ];
+    if t.command.is_some() {
+        let mut argv = vec!["host-runner", "run", "-n"];
+        argv.extend_from_slice(&common);
+        let cli = Cli::try_parse_from(&argv)
+            .map_err(|e| UsageError(format!("target {}: {e}", t.name)))?;
+        let code = dispatch(cli)?;
+        return Ok((code, format!("command: exit status {code}")));
+    }
+    let results = tempfile::NamedTempFile::new().context("a file for the target's results")?;
+    let json = results.path().display().to_string();
+    let mut argv = vec!["host-runner", "test", "--json", &json];
+    argv.extend_from_slice(&common);
+    argv.extend(t.tests.iter().map(String::as_str));
+    let cli =
+        Cli::try_parse_from(&argv).map_err(|e| UsageError(format!("target {}: {e}", t.name)))?;
+    let code = dispatch(cli)?;
+    let summary = std::fs::read_to_string(results.path())
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|doc| doc["summary"].as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("exit status {code}"));
+    Ok((code, format!("guest tests: {summary}")))
+}
+
 /// Runs the parsed command line; returns the process exit status.
 pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
@@ -696,7 +869,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Test(t) => crate::testsuite::cmd_test(&t),
         Cmd::Bench(b) => crate::bench::cmd_bench(&b),
         Cmd::Soak(s) => crate::soak::cmd_soak(&s),
-        Cmd::Targets(m) => crate::targets::cmd_matrix(&m),
+        Cmd::Targets(m) => cmd_targets(&m),
         Cmd::Caps => {
             let caps = HostCaps::probe();
             println!("{caps:#?}");
@@ -762,6 +935,71 @@ mod tests {
                 clap::error::ErrorKind::ValueValidation,
                 "{bad:?}"
             );
+        }
+    }
+
+    const TARGETS: &str = r#"
+        [target.zeta]
+        cpus = 2
+        mem = 1024
+
+        [target.stock]
+        kernel = "stock"
+        command = ["true"]
+
+        [target.tree]
+        kernel = { tree = "linux" }
+        disks = ["data:/data", "/abs:/abs"]
+    "#;
+
+    #[test]
+    fn a_target_sets_the_vm_and_adds_to_the_run() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Run {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let t = targets::parse(TARGETS, Path::new("/proj")).unwrap();
+        let mut run = Run::parse_from(["run-in-vm", "--disk", "/x:/x", "--target", "tree"]).run;
+        apply_target_run(&t[2], &mut run);
+        assert_eq!(run.vm.kernel.kernel_src, Some(PathBuf::from("/proj/linux")));
+        assert_eq!(run.disks, ["/proj/data:/data", "/abs:/abs", "/x:/x"]);
+        assert!(run.command.is_empty());
+        let mut run = Run::parse_from(["run-in-vm", "--target", "stock", "echo", "hi"]).run;
+        apply_target_run(&t[1], &mut run);
+        assert!(run.vm.kernel.stock);
+        assert_eq!(
+            run.command,
+            ["echo", "hi"],
+            "the command line's command wins"
+        );
+        let mut run = Run::parse_from(["run-in-vm", "--target", "stock"]).run;
+        apply_target_run(&t[1], &mut run);
+        assert_eq!(run.command, ["true"]);
+        let mut run = Run::parse_from(["run-in-vm", "--target", "zeta"]).run;
+        apply_target_run(&t[0], &mut run);
+        assert_eq!((run.vm.cpus, run.vm.mem), (2, 1024));
+    }
+
+    #[test]
+    fn the_command_line_cannot_also_choose_what_the_target_does() {
+        use clap::Parser;
+        #[derive(Parser, Debug)]
+        struct Run {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        for flag in [
+            &["--cpus", "2"][..],
+            &["--mem", "128"],
+            &["--stock"],
+            &["--kernel", "/k"],
+        ] {
+            let mut argv = vec!["run-in-vm", "--target", "x"];
+            argv.extend_from_slice(flag);
+            argv.push("true");
+            assert!(Run::try_parse_from(&argv).is_err(), "{flag:?}");
         }
     }
 }

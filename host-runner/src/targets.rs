@@ -21,7 +21,6 @@
 //! command = ["sh", "-c", "ls /data > /out/listing"]
 //! ```
 
-use crate::cli::{KernelArgs, RunArgs, VmArgs};
 use crate::UsageError;
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -188,94 +187,6 @@ pub fn find<'a>(targets: &'a [Target], name: &str) -> Result<&'a Target> {
     })
 }
 
-impl Target {
-    /// The VM options of this target in place of `vm`'s kernel, vCPUs and memory (the
-    /// command line cannot also set those: clap refuses them with `--target`).
-    pub fn apply_vm(&self, vm: &mut VmArgs) {
-        vm.kernel = match &self.kernel {
-            KernelChoice::Patched => KernelArgs::default(),
-            KernelChoice::Stock => KernelArgs {
-                stock: true,
-                ..KernelArgs::default()
-            },
-            KernelChoice::Debug => KernelArgs {
-                debug_kernel: true,
-                ..KernelArgs::default()
-            },
-            KernelChoice::Tree(dir) => KernelArgs {
-                kernel_src: Some(dir.clone()),
-                ..KernelArgs::default()
-            },
-            KernelChoice::File(f) => KernelArgs {
-                kernel: Some(f.clone()),
-                ..KernelArgs::default()
-            },
-        };
-        if let Some(c) = self.cpus {
-            vm.cpus = c;
-        }
-        if let Some(m) = self.mem {
-            vm.mem = m;
-        }
-    }
-
-    /// `run` with this target: its VM, its disks, shares and scratch filesystems
-    /// before the command line's, and its command unless the command line gives one.
-    pub fn apply_run(&self, run: &mut RunArgs) {
-        self.apply_vm(&mut run.vm);
-        let before = |mine: &[String], given: &mut Vec<String>| {
-            let mut all = mine.to_vec();
-            all.append(given);
-            *given = all;
-        };
-        before(&self.disks, &mut run.disks);
-        before(&self.shares, &mut run.shares);
-        before(&self.scratch, &mut run.scratch);
-        if run.command.is_empty() {
-            if let Some(c) = &self.command {
-                run.command = c.iter().map(Into::into).collect();
-            }
-        }
-    }
-}
-
-/// The VM options with `--target` applied, if one was given.
-pub fn resolve_vm(vm: &VmArgs) -> Result<VmArgs> {
-    let mut vm = vm.clone();
-    if let Some(name) = vm.target.clone() {
-        let targets = load(vm.targets.as_deref())?;
-        find(&targets, &name)?.apply_vm(&mut vm);
-    }
-    Ok(vm)
-}
-
-/// The run options with `--target` applied, if one was given.
-pub fn resolve_run(run: &RunArgs) -> Result<RunArgs> {
-    let mut run = run.clone();
-    if let Some(name) = run.vm.target.clone() {
-        let targets = load(run.vm.targets.as_deref())?;
-        find(&targets, &name)?.apply_run(&mut run);
-    }
-    Ok(run)
-}
-
-/// `targets`: every target of the file (or those named) in turn.
-#[derive(clap::Args, Debug, Clone)]
-pub struct MatrixArgs {
-    /// The targets file (default: vm-targets.toml in the current directory).
-    #[arg(long, value_name = "FILE")]
-    pub targets: Option<PathBuf>,
-    /// List the targets, one line each, instead of running them.
-    #[arg(long)]
-    pub list: bool,
-    /// Wall-clock limit of each VM, in seconds.
-    #[arg(long, default_value_t = 600, value_name = "SECS",
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout: u64,
-    /// Run only these targets (all when none is named).
-    pub names: Vec<String>,
-}
-
 /// What one target of the matrix came to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatrixLine {
@@ -324,98 +235,19 @@ pub fn describe(t: &Target) -> String {
     )
 }
 
-/// Runs the matrix; the exit status is 0 when every target passed, 1 otherwise.
-pub fn cmd_matrix(args: &MatrixArgs) -> Result<i32> {
-    let file = args
-        .targets
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
-    let all = load(Some(&file))?;
-    let chosen: Vec<&Target> = if args.names.is_empty() {
-        all.iter().collect()
-    } else {
-        args.names
-            .iter()
-            .map(|n| find(&all, n))
-            .collect::<Result<_>>()?
-    };
-    if chosen.is_empty() {
-        return Err(UsageError(format!("{}: no targets", file.display())).into());
-    }
-    if args.list {
-        for t in &chosen {
-            println!("{}", describe(t));
-        }
-        return Ok(0);
-    }
-    let mut lines = Vec::new();
-    for t in &chosen {
-        eprintln!("host-runner: == target {} ==", t.name);
-        let start = std::time::Instant::now();
-        let (code, detail) = run_one(t, &file, args.timeout)?;
-        let line = MatrixLine {
-            name: t.name.clone(),
-            passed: code == 0,
-            detail,
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        lines.push(line);
-        // A stop signal ends the matrix as it ends a run: 128+N, nothing more started.
-        if code > 128 && code - 128 <= 64 && crate::launcher::is_stop_signal(code - 128) {
-            print_summary(&lines);
-            return Ok(code);
-        }
-    }
-    print_summary(&lines);
-    Ok(if lines.iter().all(|l| l.passed) { 0 } else { 1 })
-}
-
-fn print_summary(lines: &[MatrixLine]) {
+/// The matrix's closing lines: one per target, then the count.
+pub fn summary(lines: &[MatrixLine]) -> String {
     let width = lines.iter().map(|l| l.name.len()).max().unwrap_or(0);
-    println!("targets:");
+    let mut out = String::from("targets:\n");
     for l in lines {
-        println!("  {}", l.render(width));
+        out.push_str(&format!("  {}\n", l.render(width)));
     }
     let passed = lines.iter().filter(|l| l.passed).count();
-    println!("targets: {passed} passed, {} failed", lines.len() - passed);
-}
-
-/// Runs one target the way a user would: `run --target` for one with a command,
-/// `test --target` for one without. Returns the exit status and what it means.
-fn run_one(t: &Target, file: &Path, timeout: u64) -> Result<(i32, String)> {
-    use clap::Parser;
-    let file = file.display().to_string();
-    let timeout = timeout.to_string();
-    let common = [
-        "--target",
-        t.name.as_str(),
-        "--targets",
-        &file,
-        "--timeout",
-        &timeout,
-    ];
-    if t.command.is_some() {
-        let mut argv = vec!["host-runner", "run", "-n"];
-        argv.extend_from_slice(&common);
-        let cli = crate::cli::Cli::try_parse_from(&argv)
-            .map_err(|e| UsageError(format!("target {}: {e}", t.name)))?;
-        let code = crate::cli::dispatch(cli)?;
-        return Ok((code, format!("command: exit status {code}")));
-    }
-    let results = tempfile::NamedTempFile::new().context("a file for the target's results")?;
-    let json = results.path().display().to_string();
-    let mut argv = vec!["host-runner", "test", "--json", &json];
-    argv.extend_from_slice(&common);
-    argv.extend(t.tests.iter().map(String::as_str));
-    let cli = crate::cli::Cli::try_parse_from(&argv)
-        .map_err(|e| UsageError(format!("target {}: {e}", t.name)))?;
-    let code = crate::cli::dispatch(cli)?;
-    let summary = std::fs::read_to_string(results.path())
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|doc| doc["summary"].as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("exit status {code}"));
-    Ok((code, format!("guest tests: {summary}")))
+    out.push_str(&format!(
+        "targets: {passed} passed, {} failed\n",
+        lines.len() - passed
+    ));
+    out
 }
 
 #[cfg(test)]
@@ -495,57 +327,6 @@ mod tests {
         ] {
             let err = parse(text, Path::new("/")).unwrap_err();
             assert!(err.contains(says), "{text:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn a_target_sets_the_vm_and_adds_to_the_run() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Run {
-            #[command(flatten)]
-            run: RunArgs,
-        }
-        let t = parse(SAMPLE, Path::new("/proj")).unwrap();
-        let mut run = Run::parse_from(["run-in-vm", "--disk", "/x:/x", "--target", "tree"]).run;
-        t[2].apply_run(&mut run);
-        assert_eq!(run.vm.kernel.kernel_src, Some(PathBuf::from("/proj/linux")));
-        assert_eq!(run.disks, ["/proj/data:/data", "/abs:/abs", "/x:/x"]);
-        assert!(run.command.is_empty());
-        let mut run = Run::parse_from(["run-in-vm", "--target", "stock", "echo", "hi"]).run;
-        t[1].apply_run(&mut run);
-        assert!(run.vm.kernel.stock);
-        assert_eq!(
-            run.command,
-            ["echo", "hi"],
-            "the command line's command wins"
-        );
-        let mut run = Run::parse_from(["run-in-vm", "--target", "stock"]).run;
-        t[1].apply_run(&mut run);
-        assert_eq!(run.command, ["true"]);
-        let mut run = Run::parse_from(["run-in-vm", "--target", "zeta"]).run;
-        t[0].apply_run(&mut run);
-        assert_eq!((run.vm.cpus, run.vm.mem), (2, 1024));
-    }
-
-    #[test]
-    fn the_command_line_cannot_also_choose_what_the_target_does() {
-        use clap::Parser;
-        #[derive(Parser, Debug)]
-        struct Run {
-            #[command(flatten)]
-            run: RunArgs,
-        }
-        for flag in [
-            &["--cpus", "2"][..],
-            &["--mem", "128"],
-            &["--stock"],
-            &["--kernel", "/k"],
-        ] {
-            let mut argv = vec!["run-in-vm", "--target", "x"];
-            argv.extend_from_slice(flag);
-            argv.push("true");
-            assert!(Run::try_parse_from(&argv).is_err(), "{flag:?}");
         }
     }
 }

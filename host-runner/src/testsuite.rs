@@ -124,7 +124,7 @@ impl OutputSink for Captured {
 /// `test`: returns 0 when every selected test passed, 1 otherwise.
 pub fn cmd_test(args: &TestArgs) -> Result<i32> {
     let args = &TestArgs {
-        vm: crate::targets::resolve_vm(&args.vm)?,
+        vm: cli::resolve_target_vm(&args.vm)?,
         ..args.clone()
     };
     if args.jobs == 0 {

@@ -6,8 +6,9 @@
 //! `drop_caches` as `--prepare` for cold); the results are a markdown table (mean, sigma,
 //! ratio to du -bs in the same run), the hyperfine JSON files, and a PNG bar chart.
 
-use crate::cli::{self, KernelArgs};
+use crate::args::BenchArgs;
 use crate::launcher::{self, OutputSink, VmRequest};
+use crate::setup;
 use crate::vmplan::DiskAttach;
 use crate::{cache, deps, image};
 use anyhow::{bail, Context, Result};
@@ -15,40 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use vm_wire::{DiskMount, JobSpec};
-
-/// `bench` options.
-#[derive(clap::Args, Debug, Clone)]
-pub struct BenchArgs {
-    /// Where results go (by default the committed results, which the README quotes).
-    #[arg(long, default_value = "bench/results")]
-    pub out: PathBuf,
-    /// Tree to walk (default: Debian's linux-source-6.12 unpacked into the cache).
-    #[arg(long)]
-    pub tree: Option<PathBuf>,
-    /// Timed runs with a warm cache (at least 1: hyperfine 1.15 waits forever for 0).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
-    pub warm_runs: u32,
-    /// Timed runs with caches dropped before each (at least 1).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    pub cold_runs: u32,
-    /// Only the host part.
-    #[arg(long, conflicts_with = "vm_only")]
-    pub host_only: bool,
-    /// Only the microvm part.
-    #[arg(long)]
-    pub vm_only: bool,
-    /// vCPUs of the benchmark VM.
-    #[arg(long, default_value_t = 2)]
-    pub cpus: u32,
-    /// Fresh VMs the microvm part runs in, one after the other: results vary between
-    /// boots more than within one, so the tables pool every VM's runs and list each VM's
-    /// ratios.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub vms: u32,
-    /// Kernel selection for the VM part.
-    #[command(flatten)]
-    pub kernel: KernelArgs,
-}
 
 /// Packages the host benchmark uses.
 const BENCH_PACKAGES: &[deps::Package] = &[
@@ -583,14 +550,14 @@ fn section<'a>(text: &'a str, name: &str) -> &'a str {
 }
 
 fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
-    let art = cli::prepare(&args.kernel)?;
+    let art = setup::prepare(&args.kernel)?;
     let caps = crate::caps::HostCaps::probe();
     let tools_dir = ensure_guest_tools()?;
     let data = image::ensure_dir_image(tree, image::Snapshot::Everything)
         .context("snapshotting the benchmark tree")?;
     let tools = image::ensure_dir_image(&tools_dir, image::Snapshot::Everything)
         .context("snapshotting the guest benchmark tools")?;
-    let mut env = cli::base_env();
+    let mut env = setup::base_env();
     env.push((b"COLD".to_vec(), args.cold_runs.to_string().into_bytes()));
     env.push((b"WARM".to_vec(), args.warm_runs.to_string().into_bytes()));
     let spec = JobSpec {

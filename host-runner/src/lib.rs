@@ -1,9 +1,10 @@
 //! Host side of the microvm test system: builds the guest kernel and root image, boots
 //! one QEMU microvm per job and talks to the guest's PID 1 over vsock.
 //!
-//! The binaries (`host-runner`, `run-in-vm`) are thin: [`cli`] parses arguments into
-//! values, everything else takes those values.
+//! The binaries (`host-runner`, `run-in-vm`) are thin: [`args`] is the command line as
+//! values, [`cli`] runs the commands, [`setup`] is what they share before a VM runs.
 
+pub mod args;
 pub mod bench;
 pub mod cache;
 pub mod caps;
@@ -19,6 +20,7 @@ pub mod output;
 pub mod qmp;
 pub mod results;
 pub mod scratch;
+pub mod setup;
 pub mod share;
 pub mod soak;
 pub mod targets;

@@ -9,9 +9,9 @@
 //! including when the runner itself was SIGKILLed. At the end no per-VM temp dir of any
 //! runner of the soak may be left.
 
+use crate::args::SoakArgs;
 use crate::child::{children_of, is_running};
 use anyhow::{Context, Result};
-use clap::Args;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -19,23 +19,6 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// `soak`.
-#[derive(Args, Debug, Clone)]
-pub struct SoakArgs {
-    /// Jobs run one after the other, each with fresh random output.
-    #[arg(long, default_value_t = 50)]
-    pub serial: usize,
-    /// Jobs run at once (one VM each), after the serial ones.
-    #[arg(long, default_value_t = 16)]
-    pub parallel: usize,
-    /// Most bytes of random output per job (each job draws a size up to this).
-    #[arg(long, default_value_t = 1 << 20)]
-    pub max_output: usize,
-    /// Leave out the fault cases.
-    #[arg(long)]
-    pub no_faults: bool,
-}
 
 /// What the soak does to a run once its job has said `ready`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,11 +6,12 @@
 //! `scratch=ext4,^dir_index:/mnt/nodx`, repeatable: a fresh writable filesystem).
 //! The runner does not know what a test checks: exit status 0 is a pass.
 
+use crate::args::{KernelArgs, TestArgs};
 use crate::caps::HostCaps;
-use crate::cli::{self, Artifacts, KernelArgs, TestArgs};
 use crate::image;
 use crate::launcher::{self, OutputSink};
 use crate::results::{self, Status, TestRecord};
+use crate::setup::{self, Artifacts};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::Command;
@@ -124,7 +125,7 @@ impl OutputSink for Captured {
 /// `test`: returns 0 when every selected test passed, 1 otherwise.
 pub fn cmd_test(args: &TestArgs) -> Result<i32> {
     let args = &TestArgs {
-        vm: cli::resolve_target_vm(&args.vm)?,
+        vm: setup::resolve_target_vm(&args.vm)?,
         ..args.clone()
     };
     if args.jobs == 0 {
@@ -168,7 +169,7 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
             crate::UsageError(format!("no test matches {:?}; see --list", args.filters)).into(),
         );
     }
-    let art = cli::prepare_with(&args.vm.kernel, guest_bin_dir)?;
+    let art = setup::prepare_with(&args.vm.kernel, guest_bin_dir)?;
     let stock = if chosen
         .iter()
         .any(|t| t.stock_kernel && skip_reason(t, &args.vm.kernel).is_none())
@@ -178,7 +179,7 @@ pub fn cmd_test(args: &TestArgs) -> Result<i32> {
         // Those tests check that the op is absent; a debug build of the stock kernel
         // would cost a full build and check nothing of the series.
         k.debug_kernel = false;
-        Some(cli::resolve_kernel(&k)?)
+        Some(setup::resolve_kernel(&k)?)
     } else {
         None
     };
@@ -512,7 +513,7 @@ fn run_one(
             b"run".to_vec(),
             t.name.as_bytes().to_vec(),
         ],
-        env: cli::base_env(),
+        env: setup::base_env(),
         cwd: b"/".to_vec(),
         disks: Vec::new(),
         stdin: false,
@@ -522,11 +523,11 @@ fn run_one(
     let mut scratch_disks = Vec::new();
     let mut captured = Captured::default();
     // Kept until the VM has ended: dropping it deletes the images.
-    let scratch_dir = cli::attach_scratch(&t.scratch, &mut spec, &mut scratch_disks);
+    let scratch_dir = setup::attach_scratch(&t.scratch, &mut spec, &mut scratch_disks);
     let result = scratch_dir
         .as_ref()
         .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .and_then(|_| cli::vm_request(&args.vm, art, caps, spec))
+        .and_then(|_| setup::vm_request(&args.vm, art, caps, spec))
         .and_then(|mut req| {
             req.disks.extend(scratch_disks);
             apply_requirements(&mut req, t);

@@ -2,14 +2,14 @@
 //! guest's stdout, stderr and exit status mirrored.
 
 use clap::Parser;
-use host_runner::cli;
+use host_runner::{args, cli};
 
 /// Runs one command in a fresh QEMU microvm; the current directory appears read-only at /src.
 #[derive(Parser, Debug)]
-#[command(name = "run-in-vm", version, after_help = cli::WHERE_PARTS_COME_FROM)]
+#[command(name = "run-in-vm", version, after_help = args::WHERE_PARTS_COME_FROM)]
 struct RunInVm {
     #[command(flatten)]
-    run: cli::RunArgs,
+    run: args::RunArgs,
 }
 
 fn main() {

@@ -2,14 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// Which accelerator QEMU uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accel {
-    /// Hardware virtualisation through /dev/kvm.
-    Kvm,
-    /// QEMU's software emulation.
-    Tcg,
-}
+pub use crate::vmplan::Accel;
 
 /// What the user asked for with `--accel`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

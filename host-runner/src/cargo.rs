@@ -5,6 +5,14 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The workspace this runner was built from.
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
 /// cargo itself: the one running us (`$CARGO` under `cargo run`/`cargo test`), else PATH's.
 /// Its standard input is /dev/null: the runner's may be the job's (run-in-vm passes it on).
 pub fn command() -> Command {
@@ -36,5 +44,5 @@ pub fn install(krate: &str, version: &str, root: &Path) -> Command {
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::image::workspace_dir().join("target"))
+        .unwrap_or_else(|| workspace_dir().join("target"))
 }

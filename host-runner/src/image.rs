@@ -69,13 +69,7 @@ const KEEP_DIR_IMAGES: usize = 16;
 /// Bumped when the image layout changes, so stale cached images are not reused.
 const LAYOUT_VERSION: &str = "root-image-v2";
 
-/// The workspace this runner was built from.
-pub fn workspace_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
+pub use crate::cargo::workspace_dir;
 
 /// Builds the static guest binaries (release, glibc static); returns the target dir.
 pub fn build_guest_binaries() -> Result<PathBuf> {

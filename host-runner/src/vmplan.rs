@@ -3,7 +3,6 @@
 //! Nothing here touches the machine; every decision is made from the values passed in,
 //! so the unit tests below read the command lines as data.
 
-use crate::caps::Accel;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -63,6 +62,15 @@ impl ChannelPlan {
             ChannelPlan::VhostKernelVsock { .. } => None,
         }
     }
+}
+
+/// Which accelerator QEMU uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualisation through /dev/kvm.
+    Kvm,
+    /// QEMU's software emulation.
+    Tcg,
 }
 
 /// An extra disk given to the guest.

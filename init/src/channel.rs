@@ -114,8 +114,8 @@ impl Channel {
                 Ok(n) => data = &data[n..],
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    use crate::job::Writable;
-                    match crate::job::wait_writable(self.stream.as_fd(), HOST_SILENT_NOTE) {
+                    use crate::fdwait::Writable;
+                    match crate::fdwait::wait_writable(self.stream.as_fd(), HOST_SILENT_NOTE) {
                         Writable::Ready => {}
                         // Without this the loop would spin on a dead channel.
                         Writable::HungUp => {
@@ -154,7 +154,7 @@ impl Channel {
             if got.msgs.contains(&HostMsg::EndAck) || got.fault.is_some() {
                 return;
             }
-            if !crate::job::wait_readable(self.fd(), HOST_SILENT_NOTE) {
+            if !crate::fdwait::wait_readable(self.fd(), HOST_SILENT_NOTE) {
                 self.note_host_silence("sent no end acknowledgement");
             }
         }
@@ -188,7 +188,7 @@ impl Channel {
             if self.closed {
                 return Err("the host closed the channel before sending a job".into());
             }
-            if !crate::job::wait_readable(self.fd(), HOST_SILENT_NOTE) {
+            if !crate::fdwait::wait_readable(self.fd(), HOST_SILENT_NOTE) {
                 self.note_host_silence("sent no job");
             }
         }
@@ -293,7 +293,7 @@ fn open_virtio_port(name: &str) -> Result<File, String> {
 
 /// Reads never block (the poll loop decides when to read); writes wait for room.
 fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), String> {
-    crate::job::set_nonblocking(fd).map_err(|e| format!("O_NONBLOCK: {e}"))
+    crate::fdwait::set_nonblocking(fd).map_err(|e| format!("O_NONBLOCK: {e}"))
 }
 
 #[cfg(test)]

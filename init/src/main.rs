@@ -13,6 +13,7 @@
 mod channel;
 mod cmdline;
 mod console;
+mod fdwait;
 mod job;
 mod mounts;
 mod net;

@@ -19,7 +19,7 @@ pub struct Totals {
 pub enum WalkError {
     /// The top path itself could not be examined (it does not exist, no permission):
     /// the user's input, as in `du`.
-    #[error("cannot access '{}': {}", path.display(), crate::sys::strerror(source))]
+    #[error("cannot access '{}': {}", path.display(), strerror(source))]
     Access {
         /// The path given.
         path: PathBuf,
@@ -29,7 +29,7 @@ pub enum WalkError {
     /// The engine itself failed part-way (an io_uring wait that errs, a walker thread
     /// that panics, a runtime that cannot start): the counts would be incomplete, so
     /// none are given, and the message says it was the tool, not the tree.
-    #[error("walk of '{}' stopped: {what}: {}", path.display(), crate::sys::strerror(source))]
+    #[error("walk of '{}' stopped: {what}: {}", path.display(), strerror(source))]
     Engine {
         /// The path given.
         path: PathBuf,
@@ -104,6 +104,15 @@ impl Tally {
                 self.totals.bytes -= size;
             }
         }
+    }
+}
+
+/// The error's text as the C library words it, without Rust's " (os error N)".
+pub(crate) fn strerror(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.split_once(" (os error") {
+        Some((words, _)) => words.to_owned(),
+        None => text,
     }
 }
 

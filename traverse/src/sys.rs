@@ -1,6 +1,6 @@
 //! Thin, checked wrappers of the syscalls the engines share.
 
-use crate::count::{EntryStat, Tally, WalkError};
+use crate::count::{strerror, EntryStat, Tally, WalkError};
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -260,13 +260,4 @@ pub fn cannot_return(path: &std::path::Path, err: &io::Error) -> String {
 /// Formats the error du prints for an entry it cannot stat.
 pub fn cannot_access(path: &std::path::Path, err: &io::Error) -> String {
     format!("cannot access '{}': {}", path.display(), strerror(err))
-}
-
-/// The error's text as the C library words it, without Rust's " (os error N)".
-pub(crate) fn strerror(err: &io::Error) -> String {
-    let text = err.to_string();
-    match text.split_once(" (os error") {
-        Some((words, _)) => words.to_owned(),
-        None => text,
-    }
 }

@@ -399,8 +399,12 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         }
         Cmd::Run(r) => cmd_run(&r, "host-runner"),
         Cmd::Test(t) => crate::testsuite::cmd_test(&t),
-        Cmd::Bench(b) => crate::bench::cmd_bench(&b),
         Cmd::Soak(s) => crate::soak::cmd_soak(&s),
+        // The benchmark is a part of the host-runner binary built on this library (its
+        // `main` runs it before it gets here), not of the library.
+        Cmd::Bench(_) => Err(anyhow::anyhow!(
+            "`bench` runs in the host-runner binary, not through the library's dispatch"
+        )),
         Cmd::Targets(m) => cmd_targets(&m),
         Cmd::Caps => {
             let caps = HostCaps::probe();

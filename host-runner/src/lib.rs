@@ -5,7 +5,6 @@
 //! values, [`cli`] runs the commands, [`setup`] is what they share before a VM runs.
 
 pub mod args;
-pub mod bench;
 pub mod cache;
 pub mod caps;
 pub mod cargo;

@@ -6,12 +6,12 @@
 //! `drop_caches` as `--prepare` for cold); the results are a markdown table (mean, sigma,
 //! ratio to du -bs in the same run), the hyperfine JSON files, and a PNG bar chart.
 
-use crate::args::BenchArgs;
-use crate::launcher::{self, OutputSink, VmRequest};
-use crate::setup;
-use crate::vmplan::DiskAttach;
-use crate::{cache, deps, image};
 use anyhow::{bail, Context, Result};
+use host_runner::args::BenchArgs;
+use host_runner::launcher::{self, OutputSink, VmRequest};
+use host_runner::setup;
+use host_runner::vmplan::DiskAttach;
+use host_runner::{cache, deps, image};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -58,7 +58,7 @@ fn ensure_cargo_peers() -> Result<PathBuf> {
             continue;
         }
         eprintln!("host-runner: installing {krate} {version} (benchmark peer)");
-        let ok = crate::cargo::install(krate, version, &root)
+        let ok = host_runner::cargo::install(krate, version, &root)
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
@@ -82,7 +82,7 @@ fn ensure_guest_tools() -> Result<PathBuf> {
             &format!("{bin}-static"),
             || {
                 eprintln!("host-runner: building a static {krate} {version} for the guest");
-                let status = crate::cargo::install(krate, version, &root)
+                let status = host_runner::cargo::install(krate, version, &root)
                     .args(["--target", "x86_64-unknown-linux-gnu"])
                     .env("RUSTFLAGS", "-C target-feature=+crt-static")
                     .status()
@@ -107,15 +107,15 @@ fn ensure_tree() -> Result<PathBuf> {
         let staging = dir.join("staging");
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging)?;
-        let ok = crate::child::dies_with_runner(&mut Command::new("tar"))
+        let ok = host_runner::child::dies_with_runner(&mut Command::new("tar"))
             .arg("-xf")
-            .arg(crate::kernel::DEBIAN_TARBALL)
+            .arg(host_runner::kernel::DEBIAN_TARBALL)
             .arg("-C")
             .arg(&staging)
             .status()?
             .success();
         if !ok {
-            bail!("unpacking {} failed", crate::kernel::DEBIAN_TARBALL);
+            bail!("unpacking {} failed", host_runner::kernel::DEBIAN_TARBALL);
         }
         cache::publish(&staging.join("linux-source-6.12"), &tree)?;
         let _ = std::fs::remove_dir_all(&staging);
@@ -551,7 +551,7 @@ fn section<'a>(text: &'a str, name: &str) -> &'a str {
 
 fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
     let art = setup::prepare(&args.kernel)?;
-    let caps = crate::caps::HostCaps::probe();
+    let caps = host_runner::caps::HostCaps::probe();
     let tools_dir = ensure_guest_tools()?;
     let data = image::ensure_dir_image(tree, image::Snapshot::Everything)
         .context("snapshotting the benchmark tree")?;
@@ -588,7 +588,7 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
     let req = VmRequest {
         spec,
         timeout: Duration::from_secs(3 * 3600),
-        accel: caps.accel(crate::caps::AccelChoice::Auto),
+        accel: caps.accel(host_runner::caps::AccelChoice::Auto),
         mem_mib: 2048,
         cpus: args.cpus,
         kernel: art.kernel.clone(),
@@ -668,8 +668,8 @@ fn run_vm_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
     let mut md = format!(
         "## In the microvm (patched kernel, {}, {} vCPUs, tree on its own ext2 virtio-blk disk, cache=none)\n\nCorrectness:\n\n```\n{correctness}\n```\n\n",
         match req.accel {
-            crate::caps::Accel::Kvm => "KVM",
-            crate::caps::Accel::Tcg => "TCG",
+            host_runner::caps::Accel::Kvm => "KVM",
+            host_runner::caps::Accel::Tcg => "TCG",
         },
         args.cpus,
     );
@@ -723,14 +723,14 @@ fn run_host_part(args: &BenchArgs, tree: &Path, out: &Path) -> Result<String> {
 }
 
 fn build_host_traverse() -> Result<PathBuf> {
-    let status = crate::cargo::command()
+    let status = host_runner::cargo::command()
         .current_dir(image::workspace_dir())
         .args(["build", "--release", "--quiet", "-p", "traverse"])
         .status()?;
     if !status.success() {
         bail!("building traverse failed");
     }
-    Ok(crate::cargo::target_dir().join("release/traverse"))
+    Ok(host_runner::cargo::target_dir().join("release/traverse"))
 }
 
 fn chart(out: &Path) -> Result<()> {
@@ -750,10 +750,12 @@ fn chart(out: &Path) -> Result<()> {
 fn check_tree(tree: &Path) -> Result<()> {
     match std::fs::metadata(tree) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => {
-            Err(crate::UsageError(format!("--tree {}: not a directory", tree.display())).into())
-        }
-        Err(e) => Err(crate::UsageError(format!("--tree {}: {e}", tree.display())).into()),
+        Ok(_) => Err(host_runner::UsageError(format!(
+            "--tree {}: not a directory",
+            tree.display()
+        ))
+        .into()),
+        Err(e) => Err(host_runner::UsageError(format!("--tree {}: {e}", tree.display())).into()),
     }
 }
 
@@ -767,7 +769,7 @@ pub fn cmd_bench(args: &BenchArgs) -> Result<i32> {
     // The VM part drops the guest's caches inside the guest; only the host part needs
     // root, to drop the host's.
     if !args.vm_only && !nix::unistd::geteuid().is_root() {
-        return Err(crate::UsageError(
+        return Err(host_runner::UsageError(
             "bench drops the host's page cache: run it as root (or use --vm-only)".into(),
         )
         .into());
@@ -856,7 +858,11 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         for bad in [file, dir.path().join("nope")] {
             let err = check_tree(&bad).unwrap_err();
-            assert_eq!(crate::exit_code_for(&err), crate::EXIT_USAGE, "{err:#}");
+            assert_eq!(
+                host_runner::exit_code_for(&err),
+                host_runner::EXIT_USAGE,
+                "{err:#}"
+            );
             assert!(err.to_string().starts_with("--tree "), "{err:#}");
         }
     }

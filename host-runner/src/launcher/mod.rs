@@ -1,10 +1,13 @@
 //! Runs one job in one microvm: temp dir, vsock backend, QEMU, the host end of the
 //! channel, timeout, and the verdict.
 
+mod conversation;
+
 use crate::caps::HostCaps;
 use crate::qmp::QmpMonitor;
 use crate::vmplan::{self, ChannelPlan, DiskAttach, VmConfig};
 use anyhow::{bail, Context, Result};
+use conversation::{Action, Conversation, InputEvent};
 use nix::fcntl::OFlag;
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::io::{self, ErrorKind, Read};
@@ -15,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
-use vm_wire::{GuestMsg, HostMsg, Inbox, JobEnd, JobSpec, MAGIC, MAX_CHUNK, STDIN_WINDOW, VERSION};
+use vm_wire::{GuestMsg, HostMsg, Inbox, JobEnd, JobSpec, MAX_CHUNK, STDIN_WINDOW};
 
 /// Exit status for a job that ran past its timeout (as timeout(1) uses).
 pub const EXIT_TIMEOUT: i32 = 124;
@@ -446,12 +449,12 @@ pub fn run_vm(
         deadline,
         sink,
         signals,
-        pending_signals: Vec::new(),
-        next_stop_kills: !req.stop_signals_to_job,
+        conv: Conversation::new(req.spec.clone(), start, req.stop_signals_to_job),
         input,
         read_tick: READ_TICK,
     };
-    let (outcome, boot_time) = session.drive(&listener, &channel, &req.spec, &console_log)?;
+    let outcome = session.drive(&listener, &channel, &console_log)?;
+    let boot_time = session.conv.boot_time();
     let total_time = start.elapsed();
     drop(qemu);
     if let Err(e) = crate::console_log::finish(&console_log, crate::console_log::CAP) {
@@ -480,17 +483,6 @@ fn wait_for_socket(path: &Path, daemon: &mut Reaped, log: &Path) -> Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
     Ok(())
-}
-
-/// What the thread reading the runner's standard input hands over.
-#[derive(Debug)]
-enum InputEvent {
-    /// A chunk of at most [`MAX_CHUNK`] bytes, never empty.
-    Data(Vec<u8>),
-    /// End of input.
-    End,
-    /// Reading failed; the job's input ends here.
-    Failed(String),
 }
 
 /// Reads this process's standard input on a thread of its own. The channel holds one
@@ -577,20 +569,11 @@ struct InputFeed {
     /// Readable when `rx` got an event (see [`read_stdin_in_background`]); without
     /// it, new input waits for the next round of the session's loop.
     wake: Option<InputWake>,
-    /// Bytes sent that the guest has not acknowledged yet, at most [`STDIN_WINDOW`].
-    in_flight: usize,
-    /// A chunk read already that did not fit in the window.
-    held: Option<Vec<u8>>,
 }
 
 impl InputFeed {
     fn new(rx: Receiver<InputEvent>, wake: Option<InputWake>) -> Self {
-        InputFeed {
-            rx,
-            wake,
-            in_flight: 0,
-            held: None,
-        }
+        InputFeed { rx, wake }
     }
 }
 
@@ -616,24 +599,12 @@ struct Session<'a> {
     deadline: Instant,
     sink: &'a mut dyn OutputSink,
     signals: Option<&'a Receiver<i32>>,
-    /// Signals that arrived before the job was sent.
-    pending_signals: Vec<i32>,
-    /// A stop signal ends the run: one was passed on to the job already, or the job
-    /// gets none (see [`VmRequest::stop_signals_to_job`]).
-    next_stop_kills: bool,
+    /// What was said and what to say next (frames, signals, the input window).
+    conv: Conversation,
     /// Standard input still to pass on, if the job reads it.
     input: Option<InputFeed>,
     /// [`READ_TICK`], longer in tests that tell a wait from a wake-up.
     read_tick: Duration,
-}
-
-/// What the runner does with a signal the user sent it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SignalAction {
-    /// Pass it on to the job.
-    Forward,
-    /// Kill the VM and end the run.
-    Kill,
 }
 
 /// Signals that ask the run to end (as opposed to SIGUSR1/2, which are the job's).
@@ -642,34 +613,6 @@ pub(crate) fn is_stop_signal(sig: i32) -> bool {
         sig,
         libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
     )
-}
-
-/// The first stop signal is the job's to handle, as on a terminal. A second one means
-/// the job did not end on the first (it ignores SIGINT, or hangs): the user gets the
-/// runner back. Before the guest's greeting there is no job to forward to, and a guest
-/// hung at boot would otherwise hold the user until the timeout.
-///
-/// SIGPIPE comes from the runner's own stdout (its reader went away, as in `run-in-vm
-/// CMD | head -1`): nothing more can be delivered, so the run ends as a writer killed
-/// by SIGPIPE would (141), instead of running on unread until the timeout.
-fn signal_action(sig: i32, guest_up: bool, next_stop_kills: bool) -> SignalAction {
-    if sig == libc::SIGPIPE || is_stop_signal(sig) && (!guest_up || next_stop_kills) {
-        SignalAction::Kill
-    } else {
-        SignalAction::Forward
-    }
-}
-
-/// What a signal the runner received and passes on becomes for the guest: SIGWINCH
-/// (only asked for when the job has a terminal) is the new size of the runner's
-/// terminal, which the guest's kernel turns into the job's own SIGWINCH.
-fn signal_msg(sig: i32) -> HostMsg {
-    match sig {
-        libc::SIGWINCH => {
-            HostMsg::Resize(crate::tty::window_size().unwrap_or(crate::tty::DEFAULT_SIZE))
-        }
-        _ => HostMsg::Signal(sig),
-    }
 }
 
 /// The connected stream and the bytes read from it.
@@ -821,14 +764,6 @@ impl Channel {
     }
 }
 
-/// What the guest has told so far.
-struct JobState {
-    start: Instant,
-    boot_time: Option<Duration>,
-    end: Option<JobEnd>,
-    end_at: Instant,
-}
-
 enum Step {
     Continue,
     Done(Outcome),
@@ -839,10 +774,8 @@ impl Session<'_> {
         &mut self,
         listener: &Socket,
         plan: &ChannelPlan,
-        spec: &JobSpec,
         console_log: &Path,
-    ) -> Result<(Outcome, Option<Duration>)> {
-        let start = Instant::now();
+    ) -> Result<Outcome> {
         // 1. Wait for the guest to connect.
         let stream = loop {
             match listener.accept() {
@@ -855,20 +788,14 @@ impl Session<'_> {
                 Err(e) => return Err(e).context("accepting the guest's connection"),
             }
             if let Step::Done(o) = self.check_vm(console_log)? {
-                return Ok((o, None));
+                return Ok(o);
             }
-            if let Some(o) = self.collect_signals(false) {
-                return Ok((o, None));
+            if let Some(o) = self.collect_signals(None, false) {
+                return Ok(o);
             }
             std::thread::sleep(Duration::from_millis(5));
         };
         let mut ch = Channel::new(stream, self.read_tick)?;
-        let mut st = JobState {
-            start,
-            boot_time: None,
-            end: None,
-            end_at: Instant::now(),
-        };
 
         // 2. Exchange frames until the guest reports the end and QEMU exits.
         let mut channel_lost_at: Option<Instant> = None;
@@ -885,21 +812,22 @@ impl Session<'_> {
                 let wake = self.input.as_ref().and_then(|i| i.wake.as_ref());
                 ch.read_once(self.sink, wake.map(|w| w.read.as_fd()));
             }
-            if let Some(o) = self.handle_frames(&mut ch, &mut st, spec)? {
-                return Ok((o, st.boot_time));
+            if let Some(o) = self.handle_frames(&mut ch) {
+                return Ok(o);
             }
-            if let Some(e) = &st.end {
+            if let Some((e, end_at)) = self.conv.end() {
+                let e = e.clone();
                 if self.qemu.0.try_wait()?.is_some() {
-                    return Ok((Outcome::Finished(e.clone()), st.boot_time));
+                    return Ok(Outcome::Finished(e));
                 }
                 // The job is over: a stop signal only cuts the VM's shutdown short.
-                if self.collect_signals(false).is_some() {
-                    return Ok((Outcome::Finished(e.clone()), st.boot_time));
+                if let Some(o) = self.collect_signals(Some(&mut ch), false) {
+                    return Ok(o);
                 }
-                if st.end_at.elapsed() > SHUTDOWN_GRACE {
+                if end_at.elapsed() > SHUTDOWN_GRACE {
                     self.sink
                         .note("the VM did not power off after the job ended; killed it");
-                    return Ok((Outcome::Finished(e.clone()), st.boot_time));
+                    return Ok(Outcome::Finished(e));
                 }
                 continue;
             }
@@ -908,93 +836,64 @@ impl Session<'_> {
                 // before may still be queued behind a host that was slow to read (stdout
                 // piped to a slow consumer): the job's End, or its last output before a
                 // panic or the timeout.
-                if let Some(o) = self.drain(&mut ch, &mut st, spec)? {
-                    return Ok((o, st.boot_time));
+                if let Some(o) = self.drain(&mut ch) {
+                    return Ok(o);
                 }
-                if let Some(e) = st.end.take() {
-                    return Ok((Outcome::Finished(e), st.boot_time));
+                if let Some((e, _)) = self.conv.end() {
+                    return Ok(Outcome::Finished(e.clone()));
                 }
-                return Ok((o, st.boot_time));
+                return Ok(o);
             }
             if ch.closed
                 && channel_lost_at.get_or_insert_with(Instant::now).elapsed() > CHANNEL_LOST_GRACE
             {
                 self.kill_vm();
-                return Ok((
-                    Outcome::NoStatus(format!(
-                        "the job channel closed without the job's end and the VM was still up {}s later; killed it",
-                        CHANNEL_LOST_GRACE.as_secs()
-                    )),
-                    st.boot_time,
-                ));
+                return Ok(Outcome::NoStatus(format!(
+                    "the job channel closed without the job's end and the VM was still up {}s later; killed it",
+                    CHANNEL_LOST_GRACE.as_secs()
+                )));
             }
             // While its output cannot be delivered, a job that a forwarded stop signal
             // ended could not report its end either (the End frame waits behind the
             // output): a stop signal then ends the run at once.
-            if let Some(o) = self.collect_signals_unless(st.boot_time.is_some(), output_blocked) {
-                return Ok((o, st.boot_time));
+            if let Some(o) = self.collect_signals(Some(&mut ch), output_blocked) {
+                return Ok(o);
             }
-            if st.boot_time.is_some() {
-                for sig in std::mem::take(&mut self.pending_signals) {
-                    ch.send(&signal_msg(sig), self.sink);
-                }
-                self.feed_input(&mut ch);
+            if let Some(o) = self.feed_input(&mut ch) {
+                return Ok(o);
             }
         }
     }
 
-    /// Sends the guest what was read of standard input, as far as the window allows,
-    /// and the end of input once it is reached.
-    fn feed_input(&mut self, ch: &mut Channel) {
-        let Some(feed) = self.input.as_mut() else {
-            return;
-        };
-        loop {
-            let chunk = match feed.held.take() {
-                Some(chunk) => chunk,
-                None => match feed.rx.try_recv() {
-                    Ok(InputEvent::Data(chunk)) => chunk,
-                    Err(TryRecvError::Empty) => return,
-                    Ok(InputEvent::Failed(e)) => {
-                        self.sink.note(&format!(
-                            "reading standard input failed: {e}; the job's input ends here"
-                        ));
-                        ch.send(&HostMsg::StdinEnd, self.sink);
-                        self.input = None;
-                        return;
-                    }
-                    Ok(InputEvent::End) | Err(TryRecvError::Disconnected) => {
-                        ch.send(&HostMsg::StdinEnd, self.sink);
-                        self.input = None;
-                        return;
-                    }
-                },
+    /// Passes what was read of standard input to the conversation while it wants more
+    /// (the window has room); it sends what fits, and the end of input once reached.
+    fn feed_input(&mut self, ch: &mut Channel) -> Option<Outcome> {
+        while self.conv.wants_input() {
+            let feed = self.input.as_ref()?;
+            let event = match feed.rx.try_recv() {
+                Ok(event) => event,
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Disconnected) => InputEvent::End,
             };
-            if feed.in_flight + chunk.len() > STDIN_WINDOW {
-                feed.held = Some(chunk);
-                return;
+            let actions = self.conv.on_input(event);
+            if let Some(o) = self.act(Some(ch), actions) {
+                return Some(o);
             }
-            feed.in_flight += chunk.len();
-            ch.send(&HostMsg::Stdin(chunk), self.sink);
         }
+        None
     }
 
     /// Reads what is left in the stream after QEMU exited, until it ends, stays empty
     /// for [`DRAIN_QUIET`], brings the job's end, or [`DRAIN_CAP`] has passed (a
     /// backend that keeps the stream open and idle must not hold the verdict up).
-    fn drain(
-        &mut self,
-        ch: &mut Channel,
-        st: &mut JobState,
-        spec: &JobSpec,
-    ) -> Result<Option<Outcome>> {
+    fn drain(&mut self, ch: &mut Channel) -> Option<Outcome> {
         // Nothing sent now can matter (and a write to the dead guest would only add a
         // misleading note to the verdict).
         ch.outbox.clear();
         ch.send_failed = true;
         let started = Instant::now();
         let mut last_data = started;
-        while !ch.closed && st.end.is_none() && started.elapsed() < DRAIN_CAP {
+        while !ch.closed && self.conv.end().is_none() && started.elapsed() < DRAIN_CAP {
             if !self.sink.wait_room(self.read_tick) {
                 // Past the deadline nothing more is waited for: the run ends now.
                 if Instant::now() >= self.deadline {
@@ -1007,79 +906,69 @@ impl Session<'_> {
                 ReadStep::Idle if last_data.elapsed() >= DRAIN_QUIET => break,
                 ReadStep::Idle | ReadStep::Closed => {}
             }
-            if let Some(o) = self.handle_frames(ch, st, spec)? {
-                return Ok(Some(o));
+            if let Some(o) = self.handle_frames(ch) {
+                return Some(o);
             }
         }
-        Ok(None)
+        None
     }
 
-    /// Acts on every complete frame in the buffer; returns a verdict when the stream
-    /// itself is unusable.
-    fn handle_frames(
+    /// Hands every complete frame in the buffer to the conversation and does what it
+    /// says; returns the verdict when it ends the run.
+    fn handle_frames(&mut self, ch: &mut Channel) -> Option<Outcome> {
+        while let Some(msg) = ch.inbox.next_msg() {
+            let actions = self.conv.on_guest(msg, Instant::now());
+            if let Some(o) = self.act(Some(ch), actions) {
+                return Some(o);
+            }
+        }
+        None
+    }
+
+    /// Hands the signals the user sent to the runner to the conversation (SIGWINCH as
+    /// the terminal's new size) and does what it says; returns the verdict when one of
+    /// them ends the run. `ch` is `None` before the guest connected.
+    fn collect_signals(
         &mut self,
-        ch: &mut Channel,
-        st: &mut JobState,
-        spec: &JobSpec,
-    ) -> Result<Option<Outcome>> {
-        loop {
-            let msg = match ch.inbox.next_msg() {
-                None => return Ok(None),
-                Some(Ok(m)) => m,
-                // Everything before the bad frame has been acted on.
-                Some(Err(e)) => return Ok(Some(Outcome::ProtocolError(e.to_string()))),
-            };
-            match msg {
-                GuestMsg::Hello { magic, version } => {
-                    if magic != MAGIC || version != VERSION {
-                        return Ok(Some(Outcome::NoStatus(format!(
-                            "guest speaks protocol {magic:#x} v{version}, host v{VERSION}; rebuild the image"
-                        ))));
-                    }
-                    st.boot_time = Some(st.start.elapsed());
-                    ch.send(&HostMsg::Job(spec.clone()), self.sink);
-                    for sig in std::mem::take(&mut self.pending_signals) {
-                        ch.send(&signal_msg(sig), self.sink);
-                    }
-                }
-                GuestMsg::Stdout(d) => self.sink.stdout(&d),
-                GuestMsg::Stderr(d) => self.sink.stderr(&d),
-                GuestMsg::Log(text) => self.sink.note(&format!("guest init: {text}")),
-                GuestMsg::StdinTaken(n) => {
-                    if let Some(feed) = self.input.as_mut() {
-                        feed.in_flight = feed.in_flight.saturating_sub(n as usize);
-                    }
-                }
-                // Dropping the feed stops the reading thread at its next chunk.
-                GuestMsg::StdinClosed => self.input = None,
-                GuestMsg::End(e) => {
-                    ch.send(&HostMsg::EndAck, self.sink);
-                    st.end = Some(e);
-                    st.end_at = Instant::now();
-                }
-            }
-        }
-    }
-
-    /// Queues the signals the user sent to the runner for the job, or kills the VM
-    /// and returns the verdict when one of them ends the run (see [`signal_action`]).
-    fn collect_signals(&mut self, guest_up: bool) -> Option<Outcome> {
-        self.collect_signals_unless(guest_up, false)
-    }
-
-    /// [`Session::collect_signals`], where `stop_kills` makes any stop signal end the run.
-    fn collect_signals_unless(&mut self, guest_up: bool, stop_kills: bool) -> Option<Outcome> {
+        mut ch: Option<&mut Channel>,
+        output_blocked: bool,
+    ) -> Option<Outcome> {
         let rx = self.signals?;
         while let Ok(sig) = rx.try_recv() {
-            match signal_action(sig, guest_up, self.next_stop_kills || stop_kills) {
-                SignalAction::Kill => {
+            let actions = match sig {
+                libc::SIGWINCH => self
+                    .conv
+                    .on_window_size(crate::tty::window_size().unwrap_or(crate::tty::DEFAULT_SIZE)),
+                _ => self.conv.on_signal(sig, output_blocked),
+            };
+            if let Some(o) = self.act(ch.as_deref_mut(), actions) {
+                return Some(o);
+            }
+        }
+        None
+    }
+
+    /// Does what the conversation asked for, in order; the verdict if one ends the run.
+    fn act(&mut self, mut ch: Option<&mut Channel>, actions: Vec<Action>) -> Option<Outcome> {
+        for action in actions {
+            match action {
+                Action::Send(msg) => {
+                    // Nothing is sent before the guest connected: the conversation only
+                    // answers the guest's greeting.
+                    if let Some(ch) = ch.as_deref_mut() {
+                        ch.send(&msg, self.sink);
+                    }
+                }
+                Action::Stdout(d) => self.sink.stdout(&d),
+                Action::Stderr(d) => self.sink.stderr(&d),
+                Action::Note(text) => self.sink.note(&text),
+                // Dropping the feed stops the reading thread at its next chunk.
+                Action::StopInput => self.input = None,
+                Action::KillVm(o) => {
                     self.kill_vm();
-                    return Some(Outcome::Interrupted(sig));
+                    return Some(o);
                 }
-                SignalAction::Forward => {
-                    self.next_stop_kills |= is_stop_signal(sig);
-                    self.pending_signals.push(sig);
-                }
+                Action::Finish(o) => return Some(o),
             }
         }
         None
@@ -1203,7 +1092,7 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
-    use vm_wire::FrameBuffer;
+    use vm_wire::{FrameBuffer, MAGIC, VERSION};
 
     #[test]
     fn only_dirs_of_runners_that_are_gone_are_removed() {
@@ -1325,22 +1214,21 @@ mod tests {
             deadline: Instant::now() + Duration::from_secs(30),
             sink: &mut sink,
             signals,
-            pending_signals: Vec::new(),
-            next_stop_kills: false,
-            input,
-            read_tick,
-        };
-        let (outcome, _) = session
-            .drive(
-                &listener,
-                &plan,
-                &JobSpec {
+            // stop_signals_to_job as run-in-vm has it: the first stop signal is the job's.
+            conv: Conversation::new(
+                JobSpec {
                     argv: vec![b"true".to_vec()],
                     stdin,
                     ..JobSpec::default()
                 },
-                &dir.path().join("console.log"),
-            )
+                Instant::now(),
+                true,
+            ),
+            input,
+            read_tick,
+        };
+        let outcome = session
+            .drive(&listener, &plan, &dir.path().join("console.log"))
             .unwrap();
         drop(listener);
         if let Some(g) = guest {
@@ -1524,25 +1412,10 @@ mod tests {
     }
 
     #[test]
-    fn the_second_stop_signal_or_one_before_the_guest_is_up_kills() {
-        use libc::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
-        // Before the greeting: a stop signal ends the run, SIGUSR1 waits for the job.
-        assert_eq!(signal_action(SIGINT, false, false), SignalAction::Kill);
-        assert_eq!(signal_action(SIGUSR1, false, false), SignalAction::Forward);
-        // The first stop signal is the job's; any second one, whichever, is the user's.
-        assert_eq!(signal_action(SIGINT, true, false), SignalAction::Forward);
-        assert_eq!(signal_action(SIGTERM, true, true), SignalAction::Kill);
-        assert_eq!(signal_action(SIGQUIT, true, true), SignalAction::Kill);
-        assert_eq!(signal_action(SIGUSR1, true, true), SignalAction::Forward);
-        assert_eq!(Outcome::Interrupted(SIGINT).exit_code(), 130);
-        assert!(!Outcome::Interrupted(SIGINT).vm_ok());
-        // The runner's stdout closed: the run ends at once, whatever the guest's state.
-        for (up, forwarded) in [(false, false), (true, false), (true, true)] {
-            assert_eq!(
-                signal_action(libc::SIGPIPE, up, forwarded),
-                SignalAction::Kill
-            );
-        }
+    fn interrupted_and_signalled_runs_map_to_128_plus_n_and_bad_numbers_do_not() {
+        // (Which signal ends a run is the conversation's: see conversation.rs's tests.)
+        assert_eq!(Outcome::Interrupted(libc::SIGINT).exit_code(), 130);
+        assert!(!Outcome::Interrupted(libc::SIGINT).vm_ok());
         assert_eq!(Outcome::Interrupted(libc::SIGPIPE).exit_code(), 141);
         // A job's signal death is 128+N; a number no signal has is the guest's fault.
         assert_eq!(Outcome::Finished(JobEnd::Signaled(9)).exit_code(), 137);

@@ -11,7 +11,7 @@
 //! acknowledgement. The session around it (`super::Session`) owns the stream, QEMU,
 //! the deadline and the shutdown waits.
 
-use super::{is_stop_signal, Outcome};
+use super::outcome::Outcome;
 use std::time::{Duration, Instant};
 use vm_wire::{
     GuestMsg, HostMsg, JobEnd, JobSpec, WinSize, WireError, MAGIC, STDIN_WINDOW, VERSION,
@@ -54,6 +54,14 @@ pub enum SignalAction {
     Forward,
     /// Kill the VM and end the run.
     Kill,
+}
+
+/// Signals that ask the run to end (as opposed to SIGUSR1/2, which are the job's).
+pub fn is_stop_signal(sig: i32) -> bool {
+    matches!(
+        sig,
+        libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
+    )
 }
 
 /// The first stop signal is the job's to handle, as on a terminal. A second one means

@@ -2,6 +2,9 @@
 //! channel, timeout, and the verdict.
 
 mod conversation;
+mod outcome;
+
+pub(crate) use conversation::is_stop_signal;
 
 use crate::caps::HostCaps;
 use crate::qmp::QmpMonitor;
@@ -18,12 +21,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
-use vm_wire::{GuestMsg, HostMsg, Inbox, JobEnd, JobSpec, MAX_CHUNK, STDIN_WINDOW};
+use vm_wire::{GuestMsg, HostMsg, Inbox, JobSpec, MAX_CHUNK, STDIN_WINDOW};
 
-/// Exit status for a job that ran past its timeout (as timeout(1) uses).
-pub const EXIT_TIMEOUT: i32 = 124;
-/// Exit status for a VM that failed: kernel panic, no status reported, QEMU failure.
-pub const EXIT_VM_FAILED: i32 = 125;
+pub use outcome::{Outcome, EXIT_TIMEOUT, EXIT_VM_FAILED};
 /// How long QEMU may take to exit after the guest reported the job's end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 /// A guest closes its end of the channel only on its way out (after its End, or when
@@ -92,76 +92,6 @@ pub trait OutputSink {
     fn wait_room(&mut self, max: Duration) -> bool {
         let _ = max;
         true
-    }
-}
-
-/// How a VM run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The guest reported the job's end.
-    Finished(JobEnd),
-    /// The user stopped the run with this signal (a second one, or one before the
-    /// guest was up); the VM was killed.
-    Interrupted(i32),
-    /// The job ran past its timeout; the VM was killed.
-    Timeout,
-    /// The guest kernel panicked.
-    KernelPanic,
-    /// The guest sent a malformed or oversized frame; the VM was killed.
-    ProtocolError(String),
-    /// QEMU could not read or write a disk image on the host (a full disk); the VM was
-    /// killed. The text names the drive and the host's error.
-    HostIoError(String),
-    /// The VM ended, or the channel broke, without a job status.
-    NoStatus(String),
-}
-
-impl Outcome {
-    /// The exit status the runner mirrors.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Outcome::Finished(JobEnd::Exited(code)) => code & 0xff,
-            // A signal number is at most 64; anything else from the guest is garbage
-            // that must not wrap into a success-looking status.
-            Outcome::Finished(JobEnd::Signaled(sig)) if (1..=64).contains(sig) => 128 + sig,
-            Outcome::Finished(JobEnd::Signaled(_)) => EXIT_VM_FAILED,
-            Outcome::Finished(JobEnd::SpawnFailed { status, .. }) => i32::from(*status),
-            Outcome::Finished(JobEnd::SetupFailed(_) | JobEnd::InitPanicked(_)) => EXIT_VM_FAILED,
-            Outcome::Timeout => EXIT_TIMEOUT,
-            Outcome::Interrupted(sig) => 128 + sig,
-            Outcome::KernelPanic
-            | Outcome::ProtocolError(_)
-            | Outcome::HostIoError(_)
-            | Outcome::NoStatus(_) => EXIT_VM_FAILED,
-        }
-    }
-
-    /// One line naming what happened.
-    pub fn describe(&self) -> String {
-        match self {
-            Outcome::Finished(JobEnd::InitPanicked(why)) => {
-                format!("CRASH: guest init panicked; the job's status is lost ({why})")
-            }
-            Outcome::Finished(end) => format!("job {end}"),
-            Outcome::Timeout => "TIMEOUT: the job did not finish in time; VM killed".into(),
-            Outcome::Interrupted(sig) => {
-                format!("INTERRUPTED: signal {sig} stopped the run; VM killed")
-            }
-            Outcome::KernelPanic => "CRASH: guest kernel panic".into(),
-            Outcome::HostIoError(what) => format!("{what}; VM killed"),
-            Outcome::ProtocolError(why) => {
-                format!("PROTOCOL ERROR: the guest sent a bad frame ({why}); VM killed")
-            }
-            Outcome::NoStatus(why) => format!("CRASH: VM ended without a job status ({why})"),
-        }
-    }
-
-    /// True unless the VM itself failed (the job may still have failed).
-    pub fn vm_ok(&self) -> bool {
-        matches!(
-            self,
-            Outcome::Finished(JobEnd::Exited(_) | JobEnd::Signaled(_) | JobEnd::SpawnFailed { .. })
-        )
     }
 }
 
@@ -605,14 +535,6 @@ struct Session<'a> {
     input: Option<InputFeed>,
     /// [`READ_TICK`], longer in tests that tell a wait from a wake-up.
     read_tick: Duration,
-}
-
-/// Signals that ask the run to end (as opposed to SIGUSR1/2, which are the job's).
-pub(crate) fn is_stop_signal(sig: i32) -> bool {
-    matches!(
-        sig,
-        libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
-    )
 }
 
 /// The connected stream and the bytes read from it.
@@ -1092,7 +1014,7 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
-    use vm_wire::{FrameBuffer, MAGIC, VERSION};
+    use vm_wire::{FrameBuffer, JobEnd, MAGIC, VERSION};
 
     #[test]
     fn only_dirs_of_runners_that_are_gone_are_removed() {

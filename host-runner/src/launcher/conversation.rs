@@ -104,17 +104,45 @@ pub struct Conversation {
     next_stop_kills: bool,
     /// `Some` while the job reads standard input and has not closed it.
     stdin: Option<StdinWindow>,
+    /// When the job must have ended (the run's `--timeout` from the VM's start).
+    deadline: Instant,
+    /// When the guest's end of the channel was first seen closed without an End.
+    channel_closed_at: Option<Instant>,
+}
+
+/// How long QEMU may take to exit after the guest reported the job's end.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// A guest closes its end of the channel only on its way out (after its End, or when
+/// it panics); a VM still running this long after its channel ended without an End
+/// (the vsock backend died, say) can never report, and the guest waits for a host that
+/// reads: end it rather than wait for the timeout.
+pub const CHANNEL_LOST_GRACE: Duration = Duration::from_secs(10);
+
+/// What a VM that exited without reporting the job's end ends as: a kernel panic when
+/// the console says so, else QEMU's exit as `qemu_reason` names it.
+pub fn exit_without_end(console_says_panic: bool, qemu_reason: String) -> Outcome {
+    match console_says_panic {
+        true => Outcome::KernelPanic,
+        false => Outcome::NoStatus(qemu_reason),
+    }
 }
 
 impl Conversation {
     /// A conversation about `spec`, whose VM started at `start`. With
     /// `stop_signals_to_job`, the first stop signal goes to the job (see
     /// [`signal_action`]); otherwise every stop signal ends the run.
-    pub fn new(spec: JobSpec, start: Instant, stop_signals_to_job: bool) -> Self {
+    pub fn new(
+        spec: JobSpec,
+        start: Instant,
+        deadline: Instant,
+        stop_signals_to_job: bool,
+    ) -> Self {
         let stdin = spec.stdin.then(StdinWindow::default);
         Conversation {
             spec,
             start,
+            deadline,
+            channel_closed_at: None,
             boot_time: None,
             end: None,
             pending_signals: Vec::new(),
@@ -131,6 +159,47 @@ impl Conversation {
     /// The job's end, once reported, and when it came.
     pub fn end(&self) -> Option<(&JobEnd, Instant)> {
         self.end.as_ref().map(|(e, at)| (e, *at))
+    }
+
+    /// The guest's end of the channel is closed (idempotent: the first time counts).
+    pub fn on_channel_closed(&mut self, now: Instant) {
+        self.channel_closed_at.get_or_insert(now);
+    }
+
+    /// What the time `now` decides: after the job's end, only whether QEMU took too long
+    /// to power off; before it, the deadline, then a channel lost for good.
+    pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
+        if let Some((e, at)) = &self.end {
+            return match now.saturating_duration_since(*at) > SHUTDOWN_GRACE {
+                true => vec![
+                    Action::Note("the VM did not power off after the job ended; killed it".into()),
+                    Action::Finish(Outcome::Finished(e.clone())),
+                ],
+                false => Vec::new(),
+            };
+        }
+        if now >= self.deadline {
+            return vec![Action::KillVm(Outcome::Timeout)];
+        }
+        match self.channel_closed_at {
+            Some(t) if now.saturating_duration_since(t) > CHANNEL_LOST_GRACE => {
+                vec![Action::KillVm(Outcome::NoStatus(format!(
+                    "the job channel closed without the job's end and the VM was still up {}s later; killed it",
+                    CHANNEL_LOST_GRACE.as_secs()
+                )))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The run's outcome once the VM is gone (it exited, or was killed for `why`) and
+    /// what the stream still held has been read: the job's end if it came after all
+    /// (queued behind output a slow reader had not taken), else `why`.
+    pub fn verdict(&self, why: Outcome) -> Outcome {
+        match &self.end {
+            Some((e, _)) => Outcome::Finished(e.clone()),
+            None => why,
+        }
     }
 
     /// True while the runner should read its standard input for the job: the job reads
@@ -299,7 +368,8 @@ mod tests {
             stdin,
             ..JobSpec::default()
         };
-        (Conversation::new(spec, t0, stop_to_job), t0)
+        let deadline = t0 + Duration::from_secs(600);
+        (Conversation::new(spec, t0, deadline, stop_to_job), t0)
     }
 
     fn sent(actions: &[Action]) -> Vec<HostMsg> {
@@ -503,6 +573,58 @@ mod tests {
         let out = c.on_input(InputEvent::Failed("EIO".into()));
         assert!(matches!(&out[0], Action::Note(n) if n.contains("EIO")));
         assert_eq!(sent(&out), [HostMsg::StdinEnd]);
+    }
+
+    #[test]
+    fn the_deadline_kills_the_vm_but_not_after_the_jobs_end() {
+        let (mut c, t0) = conversation(false, true);
+        c.on_guest(hello(), t0);
+        assert!(c.on_tick(t0 + Duration::from_secs(599)).is_empty());
+        assert_eq!(
+            c.on_tick(t0 + Duration::from_secs(600)),
+            [Action::KillVm(Outcome::Timeout)]
+        );
+        // An end that arrives (drained) after the kill still wins.
+        assert_eq!(c.verdict(Outcome::Timeout), Outcome::Timeout);
+        c.on_guest(
+            Ok(GuestMsg::End(JobEnd::Exited(0))),
+            t0 + Duration::from_secs(601),
+        );
+        assert_eq!(
+            c.verdict(Outcome::Timeout),
+            Outcome::Finished(JobEnd::Exited(0))
+        );
+        // After the end the deadline no longer counts: only the shutdown grace does.
+        assert!(c.on_tick(t0 + Duration::from_secs(610)).is_empty());
+        let late = t0 + Duration::from_secs(601) + SHUTDOWN_GRACE + Duration::from_millis(1);
+        let out = c.on_tick(late);
+        assert!(matches!(&out[0], Action::Note(n) if n.contains("did not power off")));
+        assert_eq!(out[1], Action::Finish(Outcome::Finished(JobEnd::Exited(0))));
+    }
+
+    #[test]
+    fn a_channel_closed_without_an_end_is_given_up_after_its_grace() {
+        let (mut c, t0) = conversation(false, true);
+        c.on_guest(hello(), t0);
+        let closed = t0 + Duration::from_secs(5);
+        c.on_channel_closed(closed);
+        // Seen closed again later: the first time counts.
+        c.on_channel_closed(closed + Duration::from_secs(3));
+        assert!(c.on_tick(closed + CHANNEL_LOST_GRACE).is_empty());
+        let out = c.on_tick(closed + CHANNEL_LOST_GRACE + Duration::from_millis(1));
+        assert!(
+            matches!(&out[..], [Action::KillVm(Outcome::NoStatus(why))] if why.contains("channel closed")),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_vm_that_exits_without_an_end_is_a_panic_or_named() {
+        assert_eq!(exit_without_end(true, "x".into()), Outcome::KernelPanic);
+        assert_eq!(
+            exit_without_end(false, "QEMU exited with status 1".into()),
+            Outcome::NoStatus("QEMU exited with status 1".into())
+        );
     }
 
     #[test]

@@ -24,13 +24,6 @@ use std::time::{Duration, Instant};
 use vm_wire::{GuestMsg, HostMsg, Inbox, JobSpec, MAX_CHUNK, STDIN_WINDOW};
 
 pub use outcome::{Outcome, EXIT_TIMEOUT, EXIT_VM_FAILED};
-/// How long QEMU may take to exit after the guest reported the job's end.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
-/// A guest closes its end of the channel only on its way out (after its End, or when
-/// it panics); a VM still running this long after its channel ended without an End
-/// (the vsock backend died, say) can never report, and the guest waits for a host that
-/// reads: end it rather than wait for the timeout.
-const CHANNEL_LOST_GRACE: Duration = Duration::from_secs(10);
 
 /// Which job channel to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -379,7 +372,7 @@ pub fn run_vm(
         deadline,
         sink,
         signals,
-        conv: Conversation::new(req.spec.clone(), start, req.stop_signals_to_job),
+        conv: Conversation::new(req.spec.clone(), start, deadline, req.stop_signals_to_job),
         input,
         read_tick: READ_TICK,
     };
@@ -686,11 +679,6 @@ impl Channel {
     }
 }
 
-enum Step {
-    Continue,
-    Done(Outcome),
-}
-
 impl Session<'_> {
     fn drive(
         &mut self,
@@ -709,7 +697,11 @@ impl Session<'_> {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e).context("accepting the guest's connection"),
             }
-            if let Step::Done(o) = self.check_vm(console_log)? {
+            let tick = self.conv.on_tick(Instant::now());
+            if let Some(o) = self.act(None, tick) {
+                return Ok(o);
+            }
+            if let Some(o) = self.check_vm(console_log)? {
                 return Ok(o);
             }
             if let Some(o) = self.collect_signals(None, false) {
@@ -720,7 +712,6 @@ impl Session<'_> {
         let mut ch = Channel::new(stream, self.read_tick)?;
 
         // 2. Exchange frames until the guest reports the end and QEMU exits.
-        let mut channel_lost_at: Option<Instant> = None;
         loop {
             // Output the sink cannot take yet stays in the stream (the wait is the
             // loop's tick then), so a reader that stopped reading holds up neither
@@ -734,46 +725,43 @@ impl Session<'_> {
                 let wake = self.input.as_ref().and_then(|i| i.wake.as_ref());
                 ch.read_once(self.sink, wake.map(|w| w.read.as_fd()));
             }
+            if ch.closed {
+                self.conv.on_channel_closed(Instant::now());
+            }
             if let Some(o) = self.handle_frames(&mut ch) {
                 return Ok(o);
             }
-            if let Some((e, end_at)) = self.conv.end() {
+            if let Some((e, _)) = self.conv.end() {
                 let e = e.clone();
                 if self.qemu.0.try_wait()?.is_some() {
                     return Ok(Outcome::Finished(e));
                 }
-                // The job is over: a stop signal only cuts the VM's shutdown short.
+                // The job is over: a stop signal only cuts the VM's shutdown short, and
+                // the shutdown has a grace period of its own.
                 if let Some(o) = self.collect_signals(Some(&mut ch), false) {
                     return Ok(o);
                 }
-                if end_at.elapsed() > SHUTDOWN_GRACE {
-                    self.sink
-                        .note("the VM did not power off after the job ended; killed it");
-                    return Ok(Outcome::Finished(e));
+                let tick = self.conv.on_tick(Instant::now());
+                if let Some(o) = self.act(Some(&mut ch), tick) {
+                    return Ok(o);
                 }
                 continue;
             }
-            if let Step::Done(o) = self.check_vm(console_log)? {
-                // QEMU is gone (or was killed at the deadline), but what the guest wrote
-                // before may still be queued behind a host that was slow to read (stdout
-                // piped to a slow consumer): the job's End, or its last output before a
-                // panic or the timeout.
+            // The deadline, or a channel lost for good.
+            let tick = self.conv.on_tick(Instant::now());
+            let ended = match self.act(Some(&mut ch), tick) {
+                Some(o) => Some(o),
+                None => self.check_vm(console_log)?,
+            };
+            if let Some(why) = ended {
+                // QEMU is gone (or was killed), but what the guest wrote before may
+                // still be queued behind a host that was slow to read (stdout piped to
+                // a slow consumer): the job's End, or its last output before a panic
+                // or the timeout.
                 if let Some(o) = self.drain(&mut ch) {
                     return Ok(o);
                 }
-                if let Some((e, _)) = self.conv.end() {
-                    return Ok(Outcome::Finished(e.clone()));
-                }
-                return Ok(o);
-            }
-            if ch.closed
-                && channel_lost_at.get_or_insert_with(Instant::now).elapsed() > CHANNEL_LOST_GRACE
-            {
-                self.kill_vm();
-                return Ok(Outcome::NoStatus(format!(
-                    "the job channel closed without the job's end and the VM was still up {}s later; killed it",
-                    CHANNEL_LOST_GRACE.as_secs()
-                )));
+                return Ok(self.conv.verdict(why));
             }
             // While its output cannot be delivered, a job that a forwarded stop signal
             // ended could not report its end either (the End frame waits behind the
@@ -902,17 +890,14 @@ impl Session<'_> {
         let _ = self.qemu.0.wait();
     }
 
-    /// Checks the deadline and whether QEMU ended before the job did.
-    fn check_vm(&mut self, console_log: &Path) -> Result<Step> {
-        if Instant::now() >= self.deadline {
-            self.kill_vm();
-            return Ok(Step::Done(Outcome::Timeout));
-        }
+    /// Whether the VM ended or must end before the job did: a host I/O error under a
+    /// disk, QEMU gone, or the vsock backend gone. The outcome, if so.
+    fn check_vm(&mut self, console_log: &Path) -> Result<Option<Outcome>> {
         // The guest already got an I/O error on a disk that lost data: nothing it
         // reports after this can be trusted to be about the job alone.
         if let Some(err) = self.qmp.as_mut().and_then(QmpMonitor::poll) {
             self.kill_vm();
-            return Ok(Step::Done(Outcome::HostIoError(err.to_string())));
+            return Ok(Some(Outcome::HostIoError(err.to_string())));
         }
         let Some(status) = self.qemu.0.try_wait()? else {
             self.console_bound
@@ -927,18 +912,18 @@ impl Session<'_> {
                         log_tail_suffix(log)
                     );
                     self.kill_vm();
-                    return Ok(Step::Done(Outcome::NoStatus(why)));
+                    return Ok(Some(Outcome::NoStatus(why)));
                 }
             }
-            return Ok(Step::Continue);
+            return Ok(None);
         };
         let console = crate::console_log::read_tail(console_log, crate::console_log::PANIC_WINDOW);
         let console = String::from_utf8_lossy(&console);
-        if console.contains("Kernel panic") {
-            return Ok(Step::Done(Outcome::KernelPanic));
-        }
-        let why = qemu_end_reason(status, tail(self.qemu_log, 5).trim());
-        Ok(Step::Done(Outcome::NoStatus(why)))
+        let reason = qemu_end_reason(status, tail(self.qemu_log, 5).trim());
+        Ok(Some(conversation::exit_without_end(
+            console.contains("Kernel panic"),
+            reason,
+        )))
     }
 }
 
@@ -1012,6 +997,7 @@ fn qemu_end_reason(status: std::process::ExitStatus, qemu_log_tail: &str) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use conversation::CHANNEL_LOST_GRACE;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
     use vm_wire::{FrameBuffer, JobEnd, MAGIC, VERSION};
@@ -1127,13 +1113,14 @@ mod tests {
         };
         let mut sink = Collected::default();
         let qemu_log = dir.path().join("qemu.log");
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut session = Session {
             qmp: None,
             console_bound: crate::console_log::Bound::new(),
             daemon: None,
             qemu: &mut qemu,
             qemu_log: &qemu_log,
-            deadline: Instant::now() + Duration::from_secs(30),
+            deadline,
             sink: &mut sink,
             signals,
             // stop_signals_to_job as run-in-vm has it: the first stop signal is the job's.
@@ -1144,6 +1131,7 @@ mod tests {
                     ..JobSpec::default()
                 },
                 Instant::now(),
+                deadline,
                 true,
             ),
             input,

@@ -5,15 +5,14 @@
 //! values, [`cli`] runs the commands, [`setup`] is what they share before a VM runs.
 
 pub mod args;
-pub mod cache;
+// The kernel, the root image and the plumbing they share are crates of their own
+// (kernel/, image/, host-tools/); their old paths stay for the runner's modules.
+pub use host_tools::{cache, cargo, child, deps};
+pub use microvm_image as image;
+pub use microvm_kernel as kernel;
 pub mod caps;
-pub mod cargo;
-pub mod child;
 pub mod cli;
 pub mod console_log;
-pub mod deps;
-pub mod image;
-pub mod kernel;
 pub mod launcher;
 pub mod output;
 pub mod qmp;

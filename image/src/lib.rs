@@ -1,65 +1,40 @@
-//! Guest binaries, the ext2 root image, and ext2 snapshots of host directories.
+//! Guest binaries, the ext2 root image (what goes in: manifest.txt, see [`manifest`]),
+//! and ext2 snapshots of host directories.
 //!
 //! Images are made with `mke2fs -t ext2 -d DIR`, which needs neither root nor loop
 //! devices, and are cached by the content of their inputs.
 
-use crate::cache::{self, KeyBuilder};
 use anyhow::{bail, Context, Result};
+use host_tools::cache::{self, KeyBuilder};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Static guest programs: (cargo package, binary, path in the image).
-pub const GUEST_BINARIES: &[(&str, &str, &str)] = &[
-    ("microvm-init", "init", "sbin/init"),
-    ("guest-tests", "guest-tests", "bin/guest-tests"),
-    ("traverse", "traverse", "bin/traverse"),
-    ("traverse", "traverse-iouring", "bin/traverse-iouring"),
-    ("traverse", "traverse-tokio", "bin/traverse-tokio"),
-];
+pub mod manifest;
+use manifest::Entry;
 
-/// GNU du and find, the references the tests and benchmarks compare with (busybox's
-/// du is slower and its find stops short in very deep trees); copied from the host with
-/// the shared objects `ldd` lists for them.
-pub const GNU_TOOLS: &[&str] = &["/usr/bin/du", "/usr/bin/find"];
-
-/// `(host file, path in the image)` for `tools` and every shared object they load.
-fn with_shared_objects(tools: &[&str]) -> Result<Vec<(PathBuf, String)>> {
+/// The shared objects `ldd` lists for `tool`, as `(host file, path in the image)`.
+fn shared_objects(tool: &str) -> Result<Vec<(PathBuf, String)>> {
     let mut files: Vec<(PathBuf, String)> = Vec::new();
-    for tool in tools {
-        files.push((
-            PathBuf::from(tool),
-            tool.trim_start_matches('/').to_string(),
-        ));
-        let out = Command::new("ldd")
-            .arg(tool)
-            .output()
-            .with_context(|| format!("ldd {tool}"))?;
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-... (0x...)"
-            let lib = line
-                .split("=>")
-                .last()
-                .and_then(|r| r.split_whitespace().next())
-                .filter(|p| p.starts_with('/'));
-            if let Some(lib) = lib {
-                let entry = (PathBuf::from(lib), lib.trim_start_matches('/').to_string());
-                if !files.contains(&entry) {
-                    files.push(entry);
-                }
+    let out = Command::new("ldd")
+        .arg(tool)
+        .output()
+        .with_context(|| format!("ldd {tool}"))?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-... (0x...)"
+        let lib = line
+            .split("=>")
+            .last()
+            .and_then(|r| r.split_whitespace().next())
+            .filter(|p| p.starts_with('/'));
+        if let Some(lib) = lib {
+            let entry = (PathBuf::from(lib), lib.trim_start_matches('/').to_string());
+            if !files.contains(&entry) {
+                files.push(entry);
             }
         }
     }
     Ok(files)
 }
-
-/// Busybox provides the shell and the other coreutils in the guest.
-pub const BUSYBOX: &str = "/bin/busybox";
-
-/// Directories every root image has (mount points and scratch space).
-const ROOT_DIRS: &[&str] = &[
-    "bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "run", "src", "mnt", "root",
-    "etc",
-];
 
 /// Root images kept in the cache (most recently used first).
 const KEEP_ROOT_IMAGES: usize = 4;
@@ -69,7 +44,7 @@ const KEEP_DIR_IMAGES: usize = 16;
 /// Bumped when the image layout changes, so stale cached images are not reused.
 const LAYOUT_VERSION: &str = "root-image-v2";
 
-pub use crate::cargo::workspace_dir;
+pub use host_tools::cargo::workspace_dir;
 
 /// Builds the static guest binaries (release, glibc static); returns the target dir.
 pub fn build_guest_binaries() -> Result<PathBuf> {
@@ -83,7 +58,7 @@ pub fn build_guest_binaries() -> Result<PathBuf> {
             workspace.display()
         );
     }
-    let mut cmd = crate::cargo::command();
+    let mut cmd = host_tools::cargo::command();
     cmd.current_dir(&workspace)
         .args([
             "build",
@@ -93,26 +68,47 @@ pub fn build_guest_binaries() -> Result<PathBuf> {
             "x86_64-unknown-linux-gnu",
         ])
         .env("RUSTFLAGS", rustflags.trim());
-    let mut packages: Vec<&str> = GUEST_BINARIES.iter().map(|(p, _, _)| *p).collect();
+    let mut packages: Vec<String> = manifest::entries()
+        .into_iter()
+        .filter_map(|e| match e {
+            Entry::Guest { package, .. } => Some(package),
+            _ => None,
+        })
+        .collect();
     packages.dedup();
-    for package in packages {
+    for package in &packages {
         cmd.args(["-p", package]);
     }
     let status = cmd.status().context("running cargo build for the guest")?;
     if !status.success() {
         bail!("building the guest binaries failed ({status})");
     }
-    Ok(crate::cargo::target_dir().join("x86_64-unknown-linux-gnu/release"))
+    Ok(host_tools::cargo::target_dir().join("x86_64-unknown-linux-gnu/release"))
 }
 
 /// What goes into the root image: (source file, path inside the image).
 pub fn root_image_inputs(bin_dir: &Path) -> Result<Vec<(PathBuf, String)>> {
-    let mut files: Vec<(PathBuf, String)> = GUEST_BINARIES
-        .iter()
-        .map(|(_, bin, dest)| (bin_dir.join(bin), dest.to_string()))
-        .collect();
-    files.push((PathBuf::from(BUSYBOX), "bin/busybox".into()));
-    files.extend(with_shared_objects(GNU_TOOLS)?);
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    for entry in manifest::entries() {
+        match entry {
+            Entry::Guest { binary, dest, .. } => files.push((bin_dir.join(binary), dest)),
+            Entry::Host {
+                path,
+                dest,
+                with_libs,
+            } => {
+                files.push((PathBuf::from(&path), dest));
+                if with_libs {
+                    for lib in shared_objects(&path)? {
+                        if !files.contains(&lib) {
+                            files.push(lib);
+                        }
+                    }
+                }
+            }
+            Entry::Dir(_) | Entry::Applets(_) => {}
+        }
+    }
     Ok(files)
 }
 
@@ -145,8 +141,11 @@ pub fn ensure_root_image(inputs: &[(PathBuf, String)]) -> Result<PathBuf> {
 /// Lays out the root filesystem tree in `root` (an empty or new directory): the same
 /// tree the ext2 image is made from and the Dockerfile copies.
 pub fn stage_root(root: &Path, inputs: &[(PathBuf, String)]) -> Result<()> {
-    for d in ROOT_DIRS {
-        std::fs::create_dir_all(root.join(d))?;
+    let entries = manifest::entries();
+    for entry in &entries {
+        if let Entry::Dir(d) = entry {
+            std::fs::create_dir_all(root.join(d))?;
+        }
     }
     for (src, dest) in inputs {
         let to = root.join(dest);
@@ -156,15 +155,19 @@ pub fn stage_root(root: &Path, inputs: &[(PathBuf, String)]) -> Result<()> {
         std::fs::copy(src, &to)
             .with_context(|| format!("copying {} into the image", src.display()))?;
     }
-    link_busybox_applets(root)?;
+    for entry in &entries {
+        if let Entry::Applets(busybox) = entry {
+            link_busybox_applets(root, busybox)?;
+        }
+    }
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
     std::fs::write(root.join("etc/group"), "root:x:0:\ntty:x:5:\n")?;
     Ok(())
 }
 
 /// One symlink per busybox applet, at the path busybox itself reports.
-fn link_busybox_applets(root: &Path) -> Result<()> {
-    let out = Command::new(BUSYBOX)
+fn link_busybox_applets(root: &Path, busybox: &str) -> Result<()> {
+    let out = Command::new(busybox)
         .arg("--list-full")
         .output()
         .context("running busybox --list-full")?;
@@ -194,7 +197,7 @@ fn link_busybox_applets(root: &Path) -> Result<()> {
 /// `mke2fs -t ext2 -d DIR`: a sparse image of `size_mib` with at least `inodes` inodes.
 pub fn make_ext2(dir: &Path, image: &Path, size_mib: u64, inodes: u64) -> Result<()> {
     let _ = std::fs::remove_file(image);
-    let out = crate::child::dies_with_runner(&mut Command::new("mke2fs"))
+    let out = host_tools::child::dies_with_runner(&mut Command::new("mke2fs"))
         .args([
             "-q", "-F", "-t", "ext2", "-b", "4096", "-I", "256", "-m", "0",
         ])
@@ -436,6 +439,35 @@ pub fn ensure_dir_image(host_dir: &Path, what: Snapshot) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_staged_tree_holds_every_line_of_the_manifest() {
+        let bins = tempfile::tempdir().unwrap();
+        for e in manifest::entries() {
+            if let Entry::Guest { binary, .. } = e {
+                std::fs::write(bins.path().join(binary), b"\x7fELF stand-in").unwrap();
+            }
+        }
+        let inputs = root_image_inputs(bins.path()).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        stage_root(root.path(), &inputs).unwrap();
+        for e in manifest::entries() {
+            let (path, is_dir) = match &e {
+                Entry::Guest { dest, .. } | Entry::Host { dest, .. } => (dest.clone(), false),
+                Entry::Dir(d) => (d.clone(), true),
+                // The shell every job's `sh -c` needs, linked to busybox.
+                Entry::Applets(_) => ("bin/sh".to_string(), false),
+            };
+            let meta = std::fs::symlink_metadata(root.path().join(&path))
+                .unwrap_or_else(|err| panic!("{e:?}: {path} not staged: {err}"));
+            assert_eq!(meta.is_dir(), is_dir, "{e:?}");
+        }
+        // A host+libs entry brought its loader along.
+        assert!(
+            inputs.iter().any(|(_, d)| d.contains("ld-linux")),
+            "{inputs:?}"
+        );
+    }
 
     #[test]
     fn a_file_renamed_over_with_its_old_size_and_mtime_changes_the_key() {

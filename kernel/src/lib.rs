@@ -10,18 +10,18 @@
 //! A kernel whose key exists is never rebuilt. A changed patch re-applies the series and
 //! `make` recompiles only what the change touched.
 
-use crate::cache::{self, KeyBuilder};
 use anyhow::{bail, Context, Result};
+use host_tools::cache::{self, KeyBuilder};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The microvm fragment, kept in kernel/microvm.config.
-pub const MICROVM_FRAGMENT: &str = include_str!("../../kernel/microvm.config");
+pub const MICROVM_FRAGMENT: &str = include_str!("../microvm.config");
 
 /// What the debug variant adds on top of the microvm fragment (kernel/debug.config).
-pub const DEBUG_FRAGMENT: &str = include_str!("../../kernel/debug.config");
+pub const DEBUG_FRAGMENT: &str = include_str!("../debug.config");
 
 /// Debian's kernel source, the default.
 pub const DEBIAN_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
@@ -189,7 +189,7 @@ impl KernelRequest {
                 // The key depends on the tarball, so Debian's must be installed before a
                 // cached build can even be looked up (a fresh machine has none).
                 if path == Path::new(DEBIAN_TARBALL) && !path.exists() {
-                    crate::deps::ensure(&[crate::deps::KERNEL_SOURCE])?;
+                    host_tools::deps::ensure(&[host_tools::deps::KERNEL_SOURCE])?;
                 }
                 let meta = std::fs::metadata(path)
                     .with_context(|| format!("kernel source {}", path.display()))?;
@@ -245,7 +245,7 @@ pub fn ensure_kernel(req: &KernelRequest) -> Result<PathBuf> {
     if vmlinux.is_file() && matches!(req.source, KernelSource::Tarball(_)) {
         return Ok(vmlinux);
     }
-    crate::deps::ensure(crate::deps::KERNEL_BUILD)?;
+    host_tools::deps::ensure(host_tools::deps::KERNEL_BUILD)?;
     let _lock = cache::lock("kernel")?;
     if vmlinux.is_file() && matches!(req.source, KernelSource::Tarball(_)) {
         return Ok(vmlinux);
@@ -320,7 +320,7 @@ pub fn check_series(req: &KernelRequest) -> Result<SeriesReport> {
     }
     let vmlinux = ensure_kernel(req)?;
     // A cached kernel skips the build and its packages; the check needs them all.
-    crate::deps::ensure(crate::deps::KERNEL_BUILD)?;
+    host_tools::deps::ensure(host_tools::deps::KERNEL_BUILD)?;
     let _lock = cache::lock("kernel")?;
     // ensure_kernel marked them used.
     let (src_dir, obj) = build_dirs(&req.source_id()?, req.debug)?;
@@ -417,12 +417,14 @@ fn unpack(tarball: &Path, src_dir: &Path) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&tree);
     let _ = std::fs::remove_dir_all(src_dir.join("applied"));
     std::fs::create_dir_all(&staging)?;
-    run(crate::child::dies_with_runner(&mut Command::new("tar"))
-        .arg("-xf")
-        .arg(tarball)
-        .arg("-C")
-        .arg(&staging)
-        .arg("--strip-components=1"))
+    run(
+        host_tools::child::dies_with_runner(&mut Command::new("tar"))
+            .arg("-xf")
+            .arg(tarball)
+            .arg("-C")
+            .arg(&staging)
+            .arg("--strip-components=1"),
+    )
     .context("unpacking the kernel source")?;
     cache::publish(&staging, &tree)?;
     Ok(tree)
@@ -479,7 +481,7 @@ fn patch_tree(tree: &Path, patch: &Path, direction: Direction) -> Result<()> {
         Direction::Apply => &["-p1", "--batch", "--forward", "--quiet"],
         Direction::Revert => &["-R", "-p1", "--batch", "--quiet"],
     };
-    crate::deps::ensure(&[crate::deps::PATCH])?;
+    host_tools::deps::ensure(&[host_tools::deps::PATCH])?;
     for dry_run in [true, false] {
         let mut cmd = Command::new("patch");
         cmd.args(flags);
@@ -551,7 +553,7 @@ fn make(tree: &Path, obj: &Path, targets: &[&str], log: &Path, progress: bool) -
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut cmd = Command::new("make");
     // make and its compilers run for minutes; a killed runner must not leave them.
-    crate::child::dies_with_runner(&mut cmd)
+    host_tools::child::dies_with_runner(&mut cmd)
         .arg("-C")
         .arg(tree)
         .arg(format!("O={}", obj.display()))

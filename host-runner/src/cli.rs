@@ -158,7 +158,7 @@ pub fn cmd_run(args: &RunArgs, prog: &'static str) -> Result<i32> {
         // A terminal is only read with -t: reading it from the background would stop
         // the runner, and a line-buffered terminal is no input for a pipe-fed job.
         stdin: tty || !args.no_stdin && !stdin_is_terminal,
-        tty: tty.then(|| crate::tty::window_size().unwrap_or(crate::tty::DEFAULT_SIZE)),
+        tty: tty.then(crate::tty::window_size),
         shares: share_mounts,
     };
     let scratch = parse_scratch(&args.scratch)?;

@@ -303,19 +303,7 @@ mod tests {
         assert!(!decodes(vm_wire::MAX_FRAME + 1));
     }
 
-    const TARGETS: &str = r#"
-        [target.zeta]
-        cpus = 2
-        mem = 1024
-
-        [target.stock]
-        kernel = "stock"
-        command = ["true"]
-
-        [target.tree]
-        kernel = { tree = "linux" }
-        disks = ["data:/data", "/abs:/abs"]
-    "#;
+    use crate::targets::tests::SAMPLE as TARGETS;
 
     #[test]
     fn a_target_sets_the_vm_and_adds_to_the_run() {

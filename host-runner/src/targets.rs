@@ -251,10 +251,11 @@ pub fn summary(lines: &[MatrixLine]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const SAMPLE: &str = r#"
+    /// Targets of every kind, also used by `setup`'s tests.
+    pub(crate) const SAMPLE: &str = r#"
         [target.zeta]
         cpus = 2
         mem = 1024

@@ -10,14 +10,14 @@ use vm_wire::WinSize;
 /// The size used when no standard stream is a terminal (a `-t` job fed from a pipe).
 pub const DEFAULT_SIZE: WinSize = WinSize { rows: 24, cols: 80 };
 
-/// The size of the terminal on standard input, output or error (the first that is one).
-pub fn window_size() -> Option<WinSize> {
-    let streams = [
-        std::io::stdin().as_fd().try_clone_to_owned().ok()?,
-        std::io::stdout().as_fd().try_clone_to_owned().ok()?,
-        std::io::stderr().as_fd().try_clone_to_owned().ok()?,
-    ];
-    streams.iter().find_map(|fd| size_of(fd.as_fd()))
+/// The size of the terminal on standard input, output or error (the first that is
+/// one), else [`DEFAULT_SIZE`].
+pub fn window_size() -> WinSize {
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let size = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]
+        .into_iter()
+        .find_map(size_of);
+    size.unwrap_or(DEFAULT_SIZE)
 }
 
 fn size_of(fd: BorrowedFd<'_>) -> Option<WinSize> {

@@ -208,15 +208,20 @@ fn on_terminal(leader: Pid, master: OwnedFd, slave_path: PathBuf) -> std::io::Re
     })
 }
 
-/// A new pseudo-terminal of `size`; both sides close on exec (the job gets the slave
-/// as its standard streams, never as an extra descriptor).
-fn open_terminal(size: vm_wire::WinSize) -> nix::Result<nix::pty::OpenptyResult> {
-    let ws = libc::winsize {
+/// `size` as the kernel's terminal size structure.
+fn winsize(size: vm_wire::WinSize) -> libc::winsize {
+    libc::winsize {
         ws_row: size.rows,
         ws_col: size.cols,
         ws_xpixel: 0,
         ws_ypixel: 0,
-    };
+    }
+}
+
+/// A new pseudo-terminal of `size`; both sides close on exec (the job gets the slave
+/// as its standard streams, never as an extra descriptor).
+fn open_terminal(size: vm_wire::WinSize) -> nix::Result<nix::pty::OpenptyResult> {
+    let ws = winsize(size);
     let pty = nix::pty::openpty(Some(&ws), None)?;
     for fd in [&pty.master, &pty.slave] {
         fcntl(
@@ -230,12 +235,7 @@ fn open_terminal(size: vm_wire::WinSize) -> nix::Result<nix::pty::OpenptyResult>
 /// Resizes the job's terminal; the kernel tells its foreground process group with
 /// SIGWINCH.
 fn resize(terminal: BorrowedFd<'_>, size: vm_wire::WinSize) -> std::io::Result<()> {
-    let ws = libc::winsize {
-        ws_row: size.rows,
-        ws_col: size.cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
+    let ws = winsize(size);
     // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which is valid for the
     // call; the descriptor is borrowed, so it is open.
     let rc = unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &ws) };

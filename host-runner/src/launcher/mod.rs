@@ -846,9 +846,7 @@ impl Session<'_> {
         let rx = self.signals?;
         while let Ok(sig) = rx.try_recv() {
             let actions = match sig {
-                libc::SIGWINCH => self
-                    .conv
-                    .on_window_size(crate::tty::window_size().unwrap_or(crate::tty::DEFAULT_SIZE)),
+                libc::SIGWINCH => self.conv.on_window_size(crate::tty::window_size()),
                 _ => self.conv.on_signal(sig, output_blocked),
             };
             if let Some(o) = self.act(ch.as_deref_mut(), actions) {

@@ -34,6 +34,10 @@ tests = ["vm_smp"]
 
 [target.failing]
 command = ["false"]
+
+[target.missing-disk]
+disks = ["no/such/dir:/data"]
+command = ["true"]
 "#;
 
 fn targets_file() -> tempfile::TempDir {
@@ -78,11 +82,14 @@ fn the_matrix_runs_every_target_and_sums_up_each() {
         );
     }
     assert_eq!(verdict("failing"), "FAIL");
+    // One that cannot start fails by itself, named, and the matrix goes on.
+    assert_eq!(verdict("missing-disk"), "FAIL");
+    assert!(stdout.contains("error: --disk"), "{stdout}");
     assert!(
         stdout.contains("guest tests: 1 passed, 0 failed"),
         "{stdout}"
     );
-    assert!(stdout.contains("targets: 4 passed, 1 failed"), "{stdout}");
+    assert!(stdout.contains("targets: 4 passed, 2 failed"), "{stdout}");
     // The share's path was relative to the file.
     assert_eq!(
         std::fs::read_to_string(dir.path().join("out/f")).unwrap(),
@@ -146,7 +153,7 @@ fn unknown_targets_and_conflicting_flags_are_usage_errors() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         text(&out.stdout).lines().count(),
-        5,
+        6,
         "{}",
         text(&out.stdout)
     );

@@ -17,7 +17,6 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use tokio::sync::oneshot;
 use tokio_uring::{InFlightOneshot, OneshotOutputTransform, UnsubmittedOneshot};
 
 /// Hands the stable data back together with the raw result, leaving the interpretation
@@ -48,49 +47,64 @@ impl<D> OneshotOutputTransform for Completion<D> {
 /// tokio runtime, and with it every task it owns, before the driver (the driver is a
 /// field of the runtime, dropped after `Runtime::drop`'s body). Hence: while the token
 /// lives, the driver has not started shutting down. A `LocalSet` of the user's, which
-/// may outlive the runtime, cannot hold it (`spawn_local` would put it there). Each
-/// request has a token of its own, since several tokio-uring runtimes may live on one
-/// thread and one's tasks say nothing about another's shutdown.
+/// may outlive the runtime, cannot hold it (`spawn_local` would put it there).
+///
+/// One token per tokio runtime, found by its [`Id`](tokio::runtime::Id) (unique for
+/// the process's life) in a per-thread table, so a request costs a lookup, not a task:
+/// several tokio-uring runtimes may live on one thread, and one's tasks say nothing
+/// about another's shutdown, so each has its own.
 ///
 /// What this rests on: `Handle::try_current()` inside tokio-uring's `block_on` is
 /// tokio-uring's own tokio runtime. A caller who enters a *different* tokio runtime
 /// (`Runtime::enter`) inside it, submits requests while that guard is held, and keeps
 /// that other runtime alive past tokio-uring's would hand the token to the wrong
-/// runtime. `Handle::id` tells runtimes apart, but nothing public in tokio-uring 0.5
-/// names its own tokio runtime (or its driver) to compare with, so that one contrived
-/// sequence is not covered.
+/// runtime. Nothing public in tokio-uring 0.5 names its own tokio runtime (or its
+/// driver) to compare with, so that one contrived sequence is not covered.
+#[derive(Clone)]
 pub(crate) struct Liveness {
     alive: std::sync::Weak<()>,
-    /// Dropped with the request's data: ends the task that holds the token.
-    _release: Option<oneshot::Sender<()>>,
+}
+
+thread_local! {
+    /// The token of each runtime that submitted on this thread and has not shut down.
+    static RUNTIME_TOKENS: RefCell<Vec<(tokio::runtime::Id, std::sync::Weak<()>)>> =
+        const { RefCell::new(Vec::new()) };
 }
 
 impl Liveness {
-    /// A token for the runtime current now. Outside any tokio runtime there is nothing
+    /// The token of the runtime current now. Outside any tokio runtime there is nothing
     /// to tie it to: it reports "not running" from the start, so memory is leaked.
     pub(crate) fn of_current_runtime() -> Self {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Self::dead();
         };
-        let token = Arc::new(());
-        let alive = Arc::downgrade(&token);
-        let (release, released) = oneshot::channel::<()>();
-        // Lives until the sender is dropped, or until the runtime drops its tasks.
-        drop(runtime.spawn(async move {
-            let _token = token;
-            let _ = released.await;
-        }));
-        Self {
-            alive,
-            _release: Some(release),
-        }
+        let id = runtime.id();
+        RUNTIME_TOKENS.with(|tokens| {
+            let mut tokens = tokens.borrow_mut();
+            if let Some((_, alive)) = tokens.iter().find(|(of, _)| *of == id) {
+                if alive.strong_count() > 0 {
+                    return Self {
+                        alive: alive.clone(),
+                    };
+                }
+            }
+            tokens.retain(|(_, alive)| alive.strong_count() > 0);
+            let token = Arc::new(());
+            let alive = Arc::downgrade(&token);
+            // Lives until the runtime drops its tasks at shutdown.
+            drop(runtime.spawn(async move {
+                let _token = token;
+                std::future::pending::<()>().await;
+            }));
+            tokens.push((id, alive.clone()));
+            Self { alive }
+        })
     }
 
     /// A token that was never alive.
     fn dead() -> Self {
         Self {
             alive: std::sync::Weak::new(),
-            _release: None,
         }
     }
 
@@ -182,8 +196,8 @@ impl<T> std::ops::DerefMut for KernelWritable<T> {
 
 impl<T> Drop for KernelWritable<T> {
     fn drop(&mut self) {
-        // `liveness` is dropped (releasing the token) only after this body, so a
-        // running runtime's token is still alive here.
+        // The token lives in a task of the runtime, so it is alive here exactly while
+        // that runtime has not begun to shut down.
         if let Some(value) = self.value.take() {
             if !self.liveness.runtime_running() && !self.settled.get() {
                 // The driver is shutting down: the kernel may still use this.
@@ -508,29 +522,22 @@ mod tests {
     }
 
     #[test]
-    fn released_tokens_do_not_pile_up_as_tasks() {
+    fn requests_of_one_runtime_share_one_token() {
+        let first = tokio_uring::start(async {
+            let a = KernelWritable::new(0u8);
+            let b = KernelWritable::new(0u8);
+            assert!(
+                a.liveness.alive.ptr_eq(&b.liveness.alive),
+                "a token task per request"
+            );
+            a.liveness.alive.clone()
+        });
+        assert_eq!(first.strong_count(), 0, "the token outlived its runtime");
+        // A later runtime on the same thread has a token of its own, alive.
         tokio_uring::start(async {
-            let mut tokens = Vec::new();
-            for i in 0..1000 {
-                let w = KernelWritable::new(vec![0u8; 16]);
-                tokens.push(w.liveness.alive.clone());
-                // Handed back, or dropped after a completion: both end the task.
-                if i % 2 == 0 {
-                    drop(w.into_inner());
-                } else {
-                    drop(w);
-                }
-            }
-            // The task set polls a bounded number of tasks per turn: give it turns.
-            let alive = || tokens.iter().filter(|t| t.strong_count() > 0).count();
-            for _ in 0..10_000 {
-                if alive() == 0 {
-                    break;
-                }
-                tokio::task::yield_now().await;
-            }
-            let alive = alive();
-            assert_eq!(alive, 0, "token tasks still alive");
+            let c = KernelWritable::new(0u8);
+            assert!(!c.liveness.alive.ptr_eq(&first));
+            assert!(c.liveness.runtime_running());
         });
     }
 }

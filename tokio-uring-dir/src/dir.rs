@@ -56,6 +56,7 @@ enum Mode {
 #[derive(Debug, Clone)]
 pub struct DirOptions {
     buffer_size: usize,
+    read_ahead: bool,
     force_fallback: bool,
     inline_fallback: bool,
     emulate: bool,
@@ -73,6 +74,7 @@ impl DirOptions {
     pub fn new() -> Self {
         Self {
             buffer_size: DEFAULT_BUFFER_SIZE,
+            read_ahead: true,
             force_fallback: false,
             inline_fallback: false,
             emulate: false,
@@ -83,6 +85,17 @@ impl DirOptions {
     /// [`MIN_BUFFER_SIZE`]`..=`[`MAX_BUFFER_SIZE`]. Bigger buffers mean fewer reads.
     pub fn buffer_size(mut self, size: usize) -> Self {
         self.buffer_size = size;
+        self
+    }
+
+    /// With IORING_OP_GETDENTS, start reading the next buffer as soon as one arrives,
+    /// so that it is on its way (submitted with whatever else the runtime queues when it
+    /// next waits) while the caller works through the entries. On by default; it costs a
+    /// second buffer, and no extra request: a directory that fits one buffer needs the
+    /// read that finds its end anyway. Without the op it does nothing (the fallback on
+    /// the blocking pool already reads up to half a buffer more per hop).
+    pub fn read_ahead(mut self, read_ahead: bool) -> Self {
+        self.read_ahead = read_ahead;
         self
     }
 
@@ -124,14 +137,17 @@ impl DirOptions {
         } else {
             Mode::Fallback
         };
-        let buf = alloc_buffer(self.buffer_size.clamp(MIN_BUFFER_SIZE, MAX_BUFFER_SIZE))
-            .map_err(|e| op_error("open", &path, e))?;
+        let buffer_size = self.buffer_size.clamp(MIN_BUFFER_SIZE, MAX_BUFFER_SIZE);
+        let buf = take_buffer(buffer_size).map_err(|e| op_error("open", &path, e))?;
         let fd = ops::open_dir(&path)
             .map_err(|e| op_error("open", &path, e))?
             .await
             .map_err(|e| op_error("open", &path, e))?;
         Ok(Dir {
             state: State::Idle(buf),
+            ahead: None,
+            spare: None,
+            read_ahead: self.read_ahead && matches!(mode, Mode::Uring | Mode::Emulated),
             fd: Arc::new(fd),
             path,
             mode,
@@ -219,6 +235,12 @@ enum State {
 /// when the `Dir` and its last entry are gone.
 pub struct Dir {
     state: State,
+    /// The read of the buffer after the one in `state`, started when that one arrived
+    /// ([`DirOptions::read_ahead`]).
+    ahead: Option<(InFlight<ops::KernelWritable<ReadData>>, ops::SettledWitness)>,
+    /// The buffer the next read-ahead goes into.
+    spare: Option<Vec<u8>>,
+    read_ahead: bool,
     fd: Arc<OwnedFd>,
     path: Arc<Path>,
     mode: Mode,
@@ -240,6 +262,7 @@ impl std::fmt::Debug for Dir {
             .field("fd", &self.fd.as_raw_fd())
             .field("mode", &self.mode)
             .field("state", &state)
+            .field("reading_ahead", &self.ahead.is_some())
             .finish()
     }
 }
@@ -295,7 +318,13 @@ impl Dir {
                     let mut records = DirentIter::new(buf.get(pos..len).unwrap_or_default());
                     let record = match records.next() {
                         None => {
-                            self.state = State::Idle(buf);
+                            self.state = match self.ahead.take() {
+                                Some((op, witness)) => {
+                                    self.spare = Some(buf);
+                                    State::InFlight(op, witness)
+                                }
+                                None => State::Idle(buf),
+                            };
                             continue;
                         }
                         Some(Err(e)) => {
@@ -423,12 +452,23 @@ impl Dir {
     ) -> Option<Option<io::Result<DirEntry>>> {
         match res {
             Ok(0) => {
-                self.state = State::Done;
+                give_back(buf);
+                self.end();
                 Some(None)
             }
             Ok(n) => {
                 let len = n.min(buf.len());
                 self.state = State::Filled { buf, len, pos: 0 };
+                if self.read_ahead && self.ahead.is_none() {
+                    // A spare buffer that cannot be had only means no read-ahead.
+                    let spare = match self.spare.take() {
+                        Some(spare) => Some(spare),
+                        None => take_buffer(self.buffer_len()).ok(),
+                    };
+                    if let Some(spare) = spare {
+                        self.ahead = Some(self.submit_read(spare));
+                    }
+                }
                 None
             }
             // Nothing was consumed, so reading again is safe.
@@ -437,9 +477,28 @@ impl Dir {
                 None
             }
             Err(e) => {
-                self.state = State::Done;
+                give_back(buf);
+                self.end();
                 Some(Some(Err(op_error("getdents", &self.path, e))))
             }
+        }
+    }
+
+    /// The size of the buffers this Dir reads into.
+    fn buffer_len(&self) -> usize {
+        match &self.state {
+            State::Idle(buf) | State::Filled { buf, .. } => buf.len(),
+            _ => self.spare.as_ref().map_or(DEFAULT_BUFFER_SIZE, Vec::len),
+        }
+    }
+
+    /// The listing is over: no read is in flight (a read-ahead only starts after a
+    /// read that returned entries, and ends the listing only once it is consumed), so
+    /// the buffers go back to the pool.
+    fn end(&mut self) {
+        self.state = State::Done;
+        if let Some(spare) = self.spare.take() {
+            give_back(spare);
         }
     }
 
@@ -452,6 +511,7 @@ impl Dir {
     pub async fn close(self) -> io::Result<()> {
         let mut this = self;
         let state = std::mem::replace(&mut this.state, State::Done);
+        let ahead = this.ahead.take();
         let fd = Arc::clone(&this.fd);
         let path = Arc::clone(&this.path);
         // With the state taken, dropping the Dir only drops its descriptor share.
@@ -461,6 +521,9 @@ impl Dir {
             State::InFlight(op, _) => drop(op.await),
             State::Blocking(task) => drop(task.await),
             State::Idle(_) | State::Filled { .. } | State::Done => {}
+        }
+        if let Some((op, _)) = ahead {
+            drop(op.await);
         }
         match Arc::try_unwrap(fd) {
             Ok(fd) => ops::close(fd)
@@ -472,13 +535,42 @@ impl Dir {
     }
 }
 
-/// A zeroed buffer, or an error instead of an abort when memory is short.
-fn alloc_buffer(size: usize) -> io::Result<Vec<u8>> {
+/// Buffers kept for reuse on this thread, at most this many: a walk opens and ends
+/// directories at a high rate, and allocating and zeroing 32 KiB twice per directory
+/// costs about what reading a small one does.
+const POOLED_BUFFERS: usize = 64;
+
+thread_local! {
+    static BUFFER_POOL: std::cell::RefCell<Vec<Vec<u8>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A buffer of `size` bytes from the pool, or a new zeroed one (an error instead of an
+/// abort when memory is short).
+fn take_buffer(size: usize) -> io::Result<Vec<u8>> {
+    let pooled = BUFFER_POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let at = pool.iter().rposition(|buf| buf.len() == size)?;
+        Some(pool.swap_remove(at))
+    });
+    if let Some(buf) = pooled {
+        return Ok(buf);
+    }
     let mut buf = Vec::new();
     buf.try_reserve_exact(size)
         .map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e))?;
     buf.resize(size, 0);
     Ok(buf)
+}
+
+/// Returns a buffer no request uses any more to the pool (or frees it when full).
+fn give_back(buf: Vec<u8>) {
+    BUFFER_POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOLED_BUFFERS {
+            pool.push(buf);
+        }
+    });
 }
 
 /// One hand-off's worth of getdents64(2) for the blocking pool: reading goes on while the
@@ -521,9 +613,20 @@ impl AsFd for Dir {
 
 impl Drop for Dir {
     fn drop(&mut self) {
-        if let State::InFlight(op, witness) = std::mem::replace(&mut self.state, State::Done) {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::InFlight(op, witness) => {
+                witness.before_dropping_the_future();
+                drop(op);
+            }
+            State::Idle(buf) | State::Filled { buf, .. } => give_back(buf),
+            State::Blocking(_) | State::Done => {}
+        }
+        if let Some((op, witness)) = self.ahead.take() {
             witness.before_dropping_the_future();
             drop(op);
+        }
+        if let Some(spare) = self.spare.take() {
+            give_back(spare);
         }
     }
 }

@@ -204,3 +204,33 @@ fn the_fallback_reads_off_the_runtime_thread() {
         }
     });
 }
+
+#[test]
+fn the_next_buffer_is_read_while_one_is_consumed() {
+    tokio_uring::start(async {
+        let tmp = tempfile::tempdir().unwrap();
+        populate(tmp.path(), 1000, numbered);
+        for (read_ahead, want) in [
+            (true, "reading_ahead: true"),
+            (false, "reading_ahead: false"),
+        ] {
+            let mut d = DirOptions::new()
+                .buffer_size(512)
+                .emulate_in_flight(true)
+                .read_ahead(read_ahead)
+                .open(tmp.path())
+                .await
+                .unwrap();
+            d.next().await.unwrap().unwrap();
+            let state = format!("{d:?}");
+            assert!(state.contains(want), "read_ahead({read_ahead}): {state}");
+            let mut n = 1;
+            while let Some(e) = d.next().await {
+                e.unwrap();
+                n += 1;
+            }
+            assert_eq!(n, 1000);
+            d.close().await.unwrap();
+        }
+    });
+}

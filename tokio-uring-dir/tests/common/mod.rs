@@ -123,6 +123,14 @@ pub fn variants() -> Vec<(&'static str, DirOptions)> {
             "emulated in flight",
             DirOptions::new().buffer_size(1000).emulate_in_flight(true),
         ),
+        (
+            "emulated in flight, no read-ahead",
+            DirOptions::new()
+                .buffer_size(1000)
+                .emulate_in_flight(true)
+                .read_ahead(false),
+        ),
+        ("no read-ahead", DirOptions::new().read_ahead(false)),
     ]
 }
 

@@ -128,7 +128,16 @@ impl DirOptions {
     /// Opens `path` with these options; see [`Dir::open`].
     pub async fn open(&self, path: impl AsRef<Path>) -> io::Result<Dir> {
         let path: Arc<Path> = Arc::from(path.as_ref());
-        let mode = if !self.force_fallback && uring_getdents::detect().is_available() {
+        let fd = ops::open_dir(&path)
+            .map_err(|e| op_error("open", &path, e))?
+            .await
+            .map_err(|e| op_error("open", &path, e))?;
+        self.wrap_fd(fd, path)
+    }
+
+    /// How this process reads with these options.
+    fn mode(&self) -> Mode {
+        if !self.force_fallback && uring_getdents::detect().is_available() {
             Mode::Uring
         } else if self.emulate {
             Mode::Emulated
@@ -136,13 +145,14 @@ impl DirOptions {
             Mode::FallbackInline
         } else {
             Mode::Fallback
-        };
+        }
+    }
+
+    /// A `Dir` reading the directory open at `fd`, known to the caller as `path`.
+    pub(crate) fn wrap_fd(&self, fd: OwnedFd, path: Arc<Path>) -> io::Result<Dir> {
+        let mode = self.mode();
         let buffer_size = self.buffer_size.clamp(MIN_BUFFER_SIZE, MAX_BUFFER_SIZE);
         let buf = take_buffer(buffer_size).map_err(|e| op_error("open", &path, e))?;
-        let fd = ops::open_dir(&path)
-            .map_err(|e| op_error("open", &path, e))?
-            .await
-            .map_err(|e| op_error("open", &path, e))?;
         Ok(Dir {
             state: State::Idle(buf),
             ahead: None,
@@ -291,6 +301,11 @@ impl Dir {
     /// The path the directory was opened with.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A share of the descriptor, which keeps it open while held.
+    pub(crate) fn fd_share(&self) -> &Arc<OwnedFd> {
+        &self.fd
     }
 
     /// True when entries are read with IORING_OP_GETDENTS, false on the getdents64(2)

@@ -1,7 +1,7 @@
 //! Directory entries and what can be learned about them.
 
 use crate::error::op_error;
-use crate::ops::statx_at_nofollow;
+use crate::ops::statx_at;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::OwnedFd;
@@ -53,6 +53,11 @@ impl DirEntry {
         }
     }
 
+    /// The directory's descriptor share and the raw `d_type`, for the walk.
+    pub(crate) fn parts(&self) -> (&Arc<Path>, &Arc<OwnedFd>, u8) {
+        (&self.dir, &self.dir_fd, self.d_type)
+    }
+
     /// The entry's name: any bytes except `/` and NUL, not necessarily UTF-8.
     pub fn file_name(&self) -> &OsStr {
         &self.name
@@ -100,9 +105,14 @@ impl DirEntry {
     }
 
     async fn statx(&self, mask: u32) -> io::Result<libc::statx> {
-        statx_at_nofollow(&self.dir_fd, &self.name, mask)
-            .await
-            .map_err(|e| op_error("statx", &self.path(), e))
+        statx_at(
+            Some(&self.dir_fd),
+            &self.name,
+            libc::AT_SYMLINK_NOFOLLOW,
+            mask,
+        )
+        .await
+        .map_err(|e| op_error("statx", &self.path(), e))
     }
 
     fn missing(&self, what: &str) -> io::Error {
@@ -227,6 +237,7 @@ impl FileType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
     len: u64,
+    dev: u64,
     ino: u64,
     nlink: u64,
     mode: u32,
@@ -237,7 +248,7 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    fn from_statx(stx: &libc::statx) -> Self {
+    pub(crate) fn from_statx(stx: &libc::statx) -> Self {
         let mode = u32::from(stx.stx_mode);
         let modified = if stx.stx_mask & libc::STATX_MTIME != 0 {
             timestamp(stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec)
@@ -246,6 +257,7 @@ impl Metadata {
         };
         Self {
             len: stx.stx_size,
+            dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
             ino: stx.stx_ino,
             nlink: u64::from(stx.stx_nlink),
             mode,
@@ -254,6 +266,12 @@ impl Metadata {
             blocks: stx.stx_blocks,
             modified,
         }
+    }
+
+    /// The device of the filesystem holding the file (`st_dev`): with
+    /// [`ino`](Self::ino), what tells hard links of one file apart from distinct files.
+    pub fn dev(&self) -> u64 {
+        self.dev
     }
 
     /// Size in bytes (for a symlink: the length of its target).

@@ -39,7 +39,15 @@ mod dir;
 mod entry;
 mod error;
 mod ops;
+mod walk;
 
 pub use dir::{Dir, DirOptions, DEFAULT_BUFFER_SIZE, MAX_BUFFER_SIZE, MIN_BUFFER_SIZE};
 pub use entry::{DirEntry, FileType, Metadata};
 pub use error::OpError;
+pub use walk::{Order, Walk, WalkDir, WalkEntry, DEFAULT_MAX_OPEN};
+
+/// Opens the directory at `path` for reading its entries: [`Dir::open`], named after
+/// [`std::fs::read_dir`].
+pub async fn read_dir(path: impl AsRef<std::path::Path>) -> std::io::Result<Dir> {
+    Dir::open(path).await
+}

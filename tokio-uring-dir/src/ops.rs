@@ -236,24 +236,44 @@ pub(crate) fn c_path(path: &Path) -> io::Result<CString> {
 /// descriptor the kernel may still install: the request is kept aside and the
 /// descriptor closed once it completes (see [`reap_abandoned_opens`]).
 pub(crate) fn open_dir(path: &Path) -> io::Result<OpenDir> {
+    open_dir_at(None, path.as_os_str(), false)
+}
+
+/// openat(dir or AT_FDCWD, name, O_DIRECTORY | O_RDONLY | O_CLOEXEC, plus O_NOFOLLOW
+/// when `nofollow`) on the ring; see [`open_dir`]. The request holds a share of `dir`,
+/// so its number names the same directory when the kernel looks it up (at submission,
+/// or later in an io-wq worker).
+pub(crate) fn open_dir_at(
+    dir: Option<&Arc<OwnedFd>>,
+    name: &OsStr,
+    nofollow: bool,
+) -> io::Result<OpenDir> {
     reap_abandoned_opens();
-    let c = c_path(path)?;
-    let sqe = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), c.as_ptr())
-        .flags(libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC)
+    let c = c_path(Path::new(name))?;
+    let at = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    let mut flags = libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC;
+    if nofollow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let sqe = opcode::OpenAt::new(types::Fd(at), c.as_ptr())
+        .flags(flags)
         .build();
     // The CString's heap buffer does not move when the CString is moved into the
     // driver, so the pointer in the entry stays valid until the completion. (The kernel
     // copies the path when the entry is submitted, so it is never written.)
     Ok(OpenDir {
-        op: Some(submit(c, sqe)),
+        op: Some(submit((c, dir.cloned()), sqe)),
         liveness: Liveness::of_current_runtime(),
     })
 }
 
+/// The path and the share of the directory it is looked up in.
+type OpenData = (CString, Option<Arc<OwnedFd>>);
+
 /// An OPENAT in flight; see [`open_dir`].
 pub(crate) struct OpenDir {
     /// None once the result was returned.
-    op: Option<InFlight<CString>>,
+    op: Option<InFlight<OpenData>>,
     liveness: Liveness,
 }
 
@@ -281,7 +301,7 @@ impl Drop for OpenDir {
 
 /// An open whose future was dropped in flight, waiting to have its descriptor closed.
 struct AbandonedOpen {
-    op: InFlight<CString>,
+    op: InFlight<OpenData>,
     liveness: Liveness,
 }
 
@@ -346,17 +366,19 @@ pub(crate) async fn close(fd: OwnedFd) -> io::Result<()> {
 struct StatxData {
     /// The directory the name is looked up in: a share keeps its number from being
     /// reused under the request.
-    _dir: Arc<OwnedFd>,
+    _dir: Option<Arc<OwnedFd>>,
     _name: CString,
     buf: Box<MaybeUninit<libc::statx>>,
 }
 
-/// statx(dir, name, AT_SYMLINK_NOFOLLOW, mask) on the ring: fstatat semantics, as
-/// `std::fs::DirEntry::metadata` has, so the answer does not depend on the working
-/// directory or on a path's length, and the lookup is one component.
-pub(crate) async fn statx_at_nofollow(
-    dir: &Arc<OwnedFd>,
+/// statx(dir or AT_FDCWD, name, flags, mask) on the ring. With a directory and
+/// AT_SYMLINK_NOFOLLOW, these are fstatat semantics, as `std::fs::DirEntry::metadata`
+/// has, so the answer does not depend on the working directory or on a path's length,
+/// and the lookup is one component.
+pub(crate) async fn statx_at(
+    dir: Option<&Arc<OwnedFd>>,
     name: &OsStr,
+    flags: i32,
     mask: u32,
 ) -> io::Result<libc::statx> {
     let name = CString::new(name.as_bytes()).map_err(|_| {
@@ -367,17 +389,17 @@ pub(crate) async fn statx_at_nofollow(
     })?;
     let mut buf = Box::new(MaybeUninit::<libc::statx>::zeroed());
     let sqe = opcode::Statx::new(
-        types::Fd(dir.as_raw_fd()),
+        types::Fd(dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd())),
         name.as_ptr(),
         buf.as_mut_ptr().cast::<types::statx>(),
     )
-    .flags(libc::AT_SYMLINK_NOFOLLOW)
+    .flags(flags)
     .mask(mask)
     .build();
     // Moving the Box and the CString into the driver moves neither heap allocation, so
     // both pointers in the entry stay valid until the completion.
     let data = KernelWritable::new(StatxData {
-        _dir: Arc::clone(dir),
+        _dir: dir.cloned(),
         _name: name,
         buf,
     });

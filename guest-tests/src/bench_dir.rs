@@ -3,7 +3,7 @@
 //! in the VM (patched kernel) or on the host.
 //!
 //! ```text
-//! guest-tests bench-dir DIR [--fallback] [--fallback-inline] [--std] [--tokio] [--repeat N] [--tree]
+//! guest-tests bench-dir DIR [--fallback] [--fallback-inline] [--std] [--tokio] [--tree [--walk] [--walkdir] [--jwalk] [--ignore] [--peers]] [--repeat N]
 //! ```
 //!
 //! Without variant flags all four variants run; with some, the default `Dir` runs plus
@@ -11,6 +11,8 @@
 //! N times (default 5) timed. `--tree` walks the whole tree below DIR instead, descending
 //! into directories as their entries' `d_type` says (no stat unless the filesystem
 //! leaves the type unknown; symlinks are not followed).
+//!
+//! `BENCH_WALK_MAX_OPEN=N` sets the walk's descriptor bound (directories read at once).
 //!
 //! Output, one line per variant: `variant entries seconds entries_per_sec`, where
 //! `entries` is the total over the timed runs. The variant `dir` uses
@@ -28,6 +30,14 @@ enum Variant {
     DirFallbackInline,
     Std,
     Tokio,
+    /// tokio_uring_dir::WalkDir (tree mode only).
+    Walk,
+    /// The walkdir crate, one thread.
+    Walkdir,
+    /// The jwalk crate, rayon threads (one per CPU unless RAYON_NUM_THREADS says).
+    Jwalk,
+    /// The ignore crate's parallel walker (as fd uses it), every filter off.
+    Ignore,
 }
 
 impl Variant {
@@ -38,6 +48,10 @@ impl Variant {
             Variant::DirFallbackInline => "dir-fallback-inline",
             Variant::Std => "std",
             Variant::Tokio => "tokio",
+            Variant::Walk => "walk",
+            Variant::Walkdir => "walkdir",
+            Variant::Jwalk => "jwalk",
+            Variant::Ignore => "ignore",
         }
     }
 }
@@ -50,7 +64,7 @@ struct Args {
 }
 
 const USAGE: &str =
-    "usage: guest-tests bench-dir DIR [--fallback] [--fallback-inline] [--std] [--tokio] [--repeat N] [--tree]";
+    "usage: guest-tests bench-dir DIR [--fallback] [--fallback-inline] [--std] [--tokio] [--tree [--walk] [--walkdir] [--jwalk] [--ignore] [--peers]] [--repeat N]";
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut dir = None;
@@ -64,6 +78,17 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             Some("--fallback-inline") => extra.push(Variant::DirFallbackInline),
             Some("--std") => extra.push(Variant::Std),
             Some("--tokio") => extra.push(Variant::Tokio),
+            Some("--walk") => extra.push(Variant::Walk),
+            Some("--walkdir") => extra.push(Variant::Walkdir),
+            Some("--jwalk") => extra.push(Variant::Jwalk),
+            Some("--ignore") => extra.push(Variant::Ignore),
+            Some("--peers") => extra.extend([
+                Variant::Walk,
+                Variant::Std,
+                Variant::Walkdir,
+                Variant::Jwalk,
+                Variant::Ignore,
+            ]),
             Some("--tree") => tree = true,
             Some("--repeat") => {
                 let n = args.next().ok_or("--repeat needs a number")?;
@@ -80,6 +105,17 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         }
     }
     let dir = dir.ok_or(USAGE)?;
+    let walkers = [
+        Variant::Walk,
+        Variant::Walkdir,
+        Variant::Jwalk,
+        Variant::Ignore,
+    ];
+    if !tree && extra.iter().any(|v| walkers.contains(v)) {
+        return Err(format!(
+            "--walk, --walkdir, --jwalk, --ignore and --peers need --tree\n{USAGE}"
+        ));
+    }
     let variants = if extra.is_empty() {
         vec![
             Variant::Dir,
@@ -225,6 +261,81 @@ async fn tokio_tree(root: &Path) -> io::Result<Count> {
     Ok(count)
 }
 
+/// Every entry below `root` through tokio_uring_dir's walk.
+async fn walk_tree(root: &Path) -> io::Result<Count> {
+    let mut count = Count::default();
+    let max_open = std::env::var("BENCH_WALK_MAX_OPEN")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(tokio_uring_dir::DEFAULT_MAX_OPEN);
+    let mut walk = tokio_uring_dir::WalkDir::new(root)
+        .max_open(max_open)
+        .walk();
+    while let Some(e) = walk.next().await {
+        match e {
+            Ok(e) if e.depth() == 0 => {}
+            Ok(_) => count.entries += 1,
+            Err(e) if count.entries == 0 => return Err(e),
+            Err(_) => count.unreadable += 1,
+        }
+    }
+    Ok(count)
+}
+
+fn walkdir_tree(root: &Path) -> io::Result<Count> {
+    let mut count = Count::default();
+    for e in walkdir::WalkDir::new(root).min_depth(1) {
+        match e {
+            Ok(_) => count.entries += 1,
+            Err(_) => count.unreadable += 1,
+        }
+    }
+    Ok(count)
+}
+
+fn jwalk_tree(root: &Path) -> io::Result<Count> {
+    let mut count = Count::default();
+    let walk = jwalk::WalkDir::new(root)
+        .min_depth(1)
+        .skip_hidden(false)
+        .sort(false);
+    for e in walk {
+        match e {
+            Ok(_) => count.entries += 1,
+            Err(_) => count.unreadable += 1,
+        }
+    }
+    Ok(count)
+}
+
+fn ignore_tree(root: &Path) -> io::Result<Count> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let entries = AtomicU64::new(0);
+    let unreadable = AtomicU64::new(0);
+    ignore::WalkBuilder::new(root)
+        .standard_filters(false)
+        .threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .build_parallel()
+        .run(|| {
+            Box::new(|e| {
+                match e {
+                    Ok(e) if e.depth() == 0 => {}
+                    Ok(_) => {
+                        entries.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        unreadable.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                ignore::WalkState::Continue
+            })
+        });
+    Ok(Count {
+        entries: entries.into_inner(),
+        unreadable: unreadable.into_inner(),
+    })
+}
+
 /// Runs `once` untimed, then `repeat` times timed; returns (entries, seconds, unreadable).
 fn measure(
     repeat: u32,
@@ -277,6 +388,13 @@ fn run(args: &Args, variant: Variant) -> io::Result<(u64, f64, u64)> {
             })
         }
         Variant::Std => measure(repeat, || if tree { std_tree(dir) } else { std_list(dir) }),
+        Variant::Walk => {
+            let rt = tokio_uring::Runtime::new(&tokio_uring::builder())?;
+            measure(repeat, || rt.block_on(walk_tree(dir)))
+        }
+        Variant::Walkdir => measure(repeat, || walkdir_tree(dir)),
+        Variant::Jwalk => measure(repeat, || jwalk_tree(dir)),
+        Variant::Ignore => measure(repeat, || ignore_tree(dir)),
         Variant::Tokio => {
             let rt = tokio::runtime::Builder::new_current_thread().build()?;
             measure(repeat, || {

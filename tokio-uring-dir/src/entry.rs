@@ -58,6 +58,11 @@ impl DirEntry {
         (&self.dir, &self.dir_fd, self.d_type)
     }
 
+    /// The name and inode, giving up the shares of the directory.
+    pub(crate) fn into_name_and_ino(self) -> (OsString, u64) {
+        (self.name, self.ino)
+    }
+
     /// The entry's name: any bytes except `/` and NUL, not necessarily UTF-8.
     pub fn file_name(&self) -> &OsStr {
         &self.name

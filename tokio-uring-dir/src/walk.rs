@@ -582,7 +582,6 @@ impl Walk {
     fn found(&mut self, i: usize, entry: DirEntry) {
         let depth = self.readers[i].depth + 1;
         let (_, dir_fd, d_type) = entry.parts();
-        let fd = Arc::clone(dir_fd);
         let d_type = FileType::from_d_type(d_type);
         let may_descend = depth < self.options.max_depth;
         let following =
@@ -599,6 +598,7 @@ impl Walk {
                 self.report(entry, depth, file_type, None, &parent, false);
             }
             _ => {
+                let fd = Arc::clone(dir_fd);
                 let name = entry.file_name().to_owned();
                 let flags = if following {
                     0
@@ -659,11 +659,11 @@ impl Walk {
         following: bool,
     ) {
         let is_symlink = following || file_type.is_symlink();
-        let name = entry.file_name().to_owned();
-        let path: Arc<Path> = Arc::from(parent.path.join(&name));
+        let (name, d_ino) = entry.into_name_and_ino();
         if file_type.is_dir() && depth < self.options.max_depth {
+            let path: Arc<Path> = Arc::from(parent.path.join(&name));
             let dev = stx.map(dev_of);
-            let ino = stx.map_or(entry.ino(), |s| s.stx_ino);
+            let ino = stx.map_or(d_ino, |s| s.stx_ino);
             let other_fs = self.options.same_file_system && dev != self.root_dev;
             let ancestry = match (self.options.follow_links, dev) {
                 (true, Some(dev)) => {
@@ -696,7 +696,7 @@ impl Walk {
         self.ready.push_back(Ok(WalkEntry {
             dir: Arc::clone(&parent.path),
             name: Some(name),
-            ino: stx.map_or(entry.ino(), |s| s.stx_ino),
+            ino: stx.map_or(d_ino, |s| s.stx_ino),
             file_type,
             depth,
             metadata: if self.options.metadata {

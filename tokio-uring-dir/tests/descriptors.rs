@@ -7,22 +7,6 @@ mod common;
 use common::*;
 use tokio_uring_dir::{Dir, DirOptions};
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// Ring round trips until the descriptor count is back to `want`. At least one first,
-/// so that requests still queued in the submission ring have reached the kernel.
-async fn settles_to(want: usize) -> bool {
-    for _ in 0..100 {
-        Dir::open("/").await.unwrap().close().await.unwrap();
-        if open_fds() == want {
-            return true;
-        }
-    }
-    false
-}
-
 #[test]
 fn no_descriptor_leaks() {
     let tmp = tempfile::tempdir().unwrap();

@@ -3,23 +3,10 @@
 //!
 //! One test in this binary, so no other test opens descriptors meanwhile.
 
+mod common;
+
+use common::{open_fds, settles_to};
 use tokio_uring_dir::{Dir, DirOptions, WalkDir};
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// Ring round trips until the descriptor count is back to `want` (an open abandoned
-/// in flight is closed at a later open, once it has completed).
-async fn settles_to(want: usize) -> bool {
-    for _ in 0..100 {
-        Dir::open("/").await.unwrap().close().await.unwrap();
-        if open_fds() == want {
-            return true;
-        }
-    }
-    false
-}
 
 #[test]
 fn bounded_descriptors_and_no_leak_when_dropped_anywhere() {

@@ -212,3 +212,21 @@ pub fn dir_outliving_its_runtime(dir: &Path) -> Dir {
         d
     })
 }
+
+/// Descriptors open in this process now.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Ring round trips until the descriptor count is back to `want`. At least one first,
+/// so that requests still queued in the submission ring have reached the kernel (and
+/// an open abandoned in flight is closed at a later open, once it has completed).
+pub async fn settles_to(want: usize) -> bool {
+    for _ in 0..100 {
+        Dir::open("/").await.unwrap().close().await.unwrap();
+        if open_fds() == want {
+            return true;
+        }
+    }
+    false
+}

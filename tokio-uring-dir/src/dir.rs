@@ -157,6 +157,7 @@ impl DirOptions {
             state: State::Idle(buf),
             ahead: None,
             spare: None,
+            buffer_size,
             read_ahead: self.read_ahead && matches!(mode, Mode::Uring | Mode::Emulated),
             fd: Arc::new(fd),
             path,
@@ -250,6 +251,8 @@ pub struct Dir {
     ahead: Option<(InFlight<ops::KernelWritable<ReadData>>, ops::SettledWitness)>,
     /// The buffer the next read-ahead goes into.
     spare: Option<Vec<u8>>,
+    /// The size of every buffer this Dir reads into.
+    buffer_size: usize,
     read_ahead: bool,
     fd: Arc<OwnedFd>,
     path: Arc<Path>,
@@ -478,7 +481,7 @@ impl Dir {
                     // A spare buffer that cannot be had only means no read-ahead.
                     let spare = match self.spare.take() {
                         Some(spare) => Some(spare),
-                        None => take_buffer(self.buffer_len()).ok(),
+                        None => take_buffer(self.buffer_size).ok(),
                     };
                     if let Some(spare) = spare {
                         self.ahead = Some(self.submit_read(spare));
@@ -496,14 +499,6 @@ impl Dir {
                 self.end();
                 Some(Some(Err(op_error("getdents", &self.path, e))))
             }
-        }
-    }
-
-    /// The size of the buffers this Dir reads into.
-    fn buffer_len(&self) -> usize {
-        match &self.state {
-            State::Idle(buf) | State::Filled { buf, .. } => buf.len(),
-            _ => self.spare.as_ref().map_or(DEFAULT_BUFFER_SIZE, Vec::len),
         }
     }
 

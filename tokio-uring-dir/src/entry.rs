@@ -53,9 +53,14 @@ impl DirEntry {
         }
     }
 
-    /// The directory's descriptor share and the raw `d_type`, for the walk.
-    pub(crate) fn parts(&self) -> (&Arc<Path>, &Arc<OwnedFd>, u8) {
-        (&self.dir, &self.dir_fd, self.d_type)
+    /// The directory's descriptor share, for the walk's stats.
+    pub(crate) fn dir_fd(&self) -> &Arc<OwnedFd> {
+        &self.dir_fd
+    }
+
+    /// The type the directory entry reports, `None` for `DT_UNKNOWN`.
+    pub(crate) fn d_type(&self) -> Option<FileType> {
+        FileType::from_d_type(self.d_type)
     }
 
     /// The name and inode, giving up the shares of the directory.
@@ -85,7 +90,7 @@ impl DirEntry {
     /// one statx on the ring, of the name relative to the directory's descriptor; that
     /// can fail, for example with `NotFound` when the entry was removed meanwhile.
     pub async fn file_type(&self) -> io::Result<FileType> {
-        if let Some(t) = FileType::from_d_type(self.d_type) {
+        if let Some(t) = self.d_type() {
             return Ok(t);
         }
         let stx = self.statx(libc::STATX_TYPE).await?;
@@ -238,6 +243,11 @@ impl FileType {
     }
 }
 
+/// The `st_dev` of a statx result.
+pub(crate) fn dev_of(stx: &libc::statx) -> u64 {
+    libc::makedev(stx.stx_dev_major, stx.stx_dev_minor)
+}
+
 /// File metadata from statx(2), with lstat semantics (symlinks are not followed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
@@ -262,7 +272,7 @@ impl Metadata {
         };
         Self {
             len: stx.stx_size,
-            dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+            dev: dev_of(stx),
             ino: stx.stx_ino,
             nlink: u64::from(stx.stx_nlink),
             mode,

@@ -5,7 +5,7 @@
 //! poll moves every operation it owns along (opens, directory reads, stats), so that
 //! when the runtime next waits, all of them go to the kernel in one submission.
 
-use crate::entry::{DirEntry, FileType, Metadata};
+use crate::entry::{dev_of, DirEntry, FileType, Metadata};
 use crate::error::op_error;
 use crate::ops::{self, OpenDir};
 use crate::{Dir, DirOptions};
@@ -342,10 +342,6 @@ impl std::fmt::Debug for Walk {
     }
 }
 
-fn dev_of(stx: &libc::statx) -> u64 {
-    libc::makedev(stx.stx_dev_major, stx.stx_dev_minor)
-}
-
 impl Walk {
     /// The next entry, `None` once the whole tree was walked.
     pub async fn next(&mut self) -> Option<io::Result<WalkEntry>> {
@@ -581,8 +577,7 @@ impl Walk {
     /// more than the directory entry says.
     fn found(&mut self, i: usize, entry: DirEntry) {
         let depth = self.readers[i].depth + 1;
-        let (_, dir_fd, d_type) = entry.parts();
-        let d_type = FileType::from_d_type(d_type);
+        let d_type = entry.d_type();
         let may_descend = depth < self.options.max_depth;
         let following =
             self.options.follow_links && may_descend && d_type.is_some_and(|t| t.is_symlink());
@@ -598,7 +593,7 @@ impl Walk {
                 self.report(entry, depth, file_type, None, &parent, false);
             }
             _ => {
-                let fd = Arc::clone(dir_fd);
+                let fd = Arc::clone(entry.dir_fd());
                 let name = entry.file_name().to_owned();
                 let flags = if following {
                     0

@@ -3,16 +3,19 @@
 //! in the VM (patched kernel) or on the host.
 //!
 //! ```text
-//! guest-tests bench-dir DIR [--fallback] [--fallback-inline] [--std] [--tokio] [--tree [--walk] [--walkdir] [--jwalk] [--ignore] [--peers]] [--repeat N]
+//! guest-tests bench-dir DIR [--fallback] [--fallback-inline] [--std] [--tokio] [--tree [--walk] [--walkdir] [--jwalk] [--ignore] [--peers]] [--only] [--repeat N]
 //! ```
 //!
 //! Without variant flags all four variants run; with some, the default `Dir` runs plus
-//! the ones named. Each variant lists DIR once untimed (to warm the caches equally), then
+//! the ones named (`--only`: just the ones named). Each variant lists DIR once untimed (to warm the caches equally), then
 //! N times (default 5) timed. `--tree` walks the whole tree below DIR instead, descending
 //! into directories as their entries' `d_type` says (no stat unless the filesystem
 //! leaves the type unknown; symlinks are not followed).
 //!
-//! `BENCH_WALK_MAX_OPEN=N` sets the walk's descriptor bound (directories read at once).
+//! `BENCH_WALK_MAX_OPEN=N` sets the walk's descriptor bound (directories read at once);
+//! `BENCH_WALK_EMULATE=1` has the walk's reads complete through a NOP on the ring on
+//! kernels without the op (see `DirOptions::emulate_in_flight`), so that its ring path can
+//! be profiled on such a host.
 //!
 //! Output, one line per variant: `variant entries seconds entries_per_sec`, where
 //! `entries` is the total over the timed runs. The variant `dir` uses
@@ -64,13 +67,14 @@ struct Args {
 }
 
 const USAGE: &str =
-    "usage: guest-tests bench-dir DIR [--fallback] [--fallback-inline] [--std] [--tokio] [--tree [--walk] [--walkdir] [--jwalk] [--ignore] [--peers]] [--repeat N]";
+    "usage: guest-tests bench-dir DIR [--fallback] [--fallback-inline] [--std] [--tokio] [--tree [--walk] [--walkdir] [--jwalk] [--ignore] [--peers]] [--only] [--repeat N]";
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut dir = None;
     let mut extra = Vec::new();
     let mut repeat = 5;
     let mut tree = false;
+    let mut only = false;
     let mut args = argv.iter().map(std::ffi::OsString::from);
     while let Some(arg) = args.next() {
         match arg.to_str() {
@@ -90,6 +94,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
                 Variant::Ignore,
             ]),
             Some("--tree") => tree = true,
+            Some("--only") => only = true,
             Some("--repeat") => {
                 let n = args.next().ok_or("--repeat needs a number")?;
                 repeat = n
@@ -125,7 +130,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             Variant::Tokio,
         ]
     } else {
-        let mut v = vec![Variant::Dir];
+        let mut v = if only { Vec::new() } else { vec![Variant::Dir] };
         for e in extra {
             if !v.contains(&e) {
                 v.push(e);
@@ -147,6 +152,8 @@ struct Count {
     entries: u64,
     /// Directories below the root that could not be read (tree mode only).
     unreadable: u64,
+    /// Times the walk waited for the ring (the walk variant only).
+    waits: u64,
 }
 
 async fn dir_list(path: &Path, opts: &DirOptions) -> io::Result<Count> {
@@ -268,10 +275,22 @@ async fn walk_tree(root: &Path) -> io::Result<Count> {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(tokio_uring_dir::DEFAULT_MAX_OPEN);
+    let emulate = std::env::var_os("BENCH_WALK_EMULATE").is_some();
     let mut walk = tokio_uring_dir::WalkDir::new(root)
+        .dir_options(DirOptions::new().emulate_in_flight(emulate))
         .max_open(max_open)
         .walk();
-    while let Some(e) = walk.next().await {
+    // How often the walk had to wait for the ring: each wait is a trip through the
+    // runtime's park (submit, then wait for completions).
+    let mut waits = 0u64;
+    loop {
+        let e = std::future::poll_fn(|cx| {
+            let polled = walk.poll_next_entry(cx);
+            waits += u64::from(polled.is_pending());
+            polled
+        })
+        .await;
+        let Some(e) = e else { break };
         match e {
             Ok(e) if e.depth() == 0 => {}
             Ok(_) => count.entries += 1,
@@ -279,6 +298,7 @@ async fn walk_tree(root: &Path) -> io::Result<Count> {
             Err(_) => count.unreadable += 1,
         }
     }
+    count.waits = waits;
     Ok(count)
 }
 
@@ -333,27 +353,26 @@ fn ignore_tree(root: &Path) -> io::Result<Count> {
     Ok(Count {
         entries: entries.into_inner(),
         unreadable: unreadable.into_inner(),
+        waits: 0,
     })
 }
 
-/// Runs `once` untimed, then `repeat` times timed; returns (entries, seconds, unreadable).
-fn measure(
-    repeat: u32,
-    mut once: impl FnMut() -> io::Result<Count>,
-) -> io::Result<(u64, f64, u64)> {
+/// Runs `once` untimed, then `repeat` times timed; returns the sum of the timed runs'
+/// counts and their time in seconds.
+fn measure(repeat: u32, mut once: impl FnMut() -> io::Result<Count>) -> io::Result<(Count, f64)> {
     once()?;
-    let mut entries = 0;
-    let mut unreadable = 0;
+    let mut total = Count::default();
     let start = Instant::now();
     for _ in 0..repeat {
         let c = once()?;
-        entries += c.entries;
-        unreadable += c.unreadable;
+        total.entries += c.entries;
+        total.unreadable += c.unreadable;
+        total.waits += c.waits;
     }
-    Ok((entries, start.elapsed().as_secs_f64(), unreadable))
+    Ok((total, start.elapsed().as_secs_f64()))
 }
 
-fn run(args: &Args, variant: Variant) -> io::Result<(u64, f64, u64)> {
+fn run(args: &Args, variant: Variant) -> io::Result<(Count, f64)> {
     let (dir, tree, repeat) = (&args.dir, args.tree, args.repeat);
     match variant {
         Variant::Dir | Variant::DirFallback | Variant::DirFallbackInline => {
@@ -414,8 +433,14 @@ fn run(args: &Args, variant: Variant) -> io::Result<(u64, f64, u64)> {
 pub fn main(argv: &[String]) -> anyhow::Result<()> {
     let args = parse_args(argv).map_err(anyhow::Error::msg)?;
     for &variant in &args.variants {
-        let (entries, seconds, unreadable) =
-            run(&args, variant).map_err(|e| anyhow::anyhow!("{}: {e}", variant.name()))?;
+        let (
+            Count {
+                entries,
+                unreadable,
+                waits,
+            },
+            seconds,
+        ) = run(&args, variant).map_err(|e| anyhow::anyhow!("{}: {e}", variant.name()))?;
         let rate = if seconds > 0.0 {
             entries as f64 / seconds
         } else {
@@ -426,6 +451,13 @@ pub fn main(argv: &[String]) -> anyhow::Result<()> {
             eprintln!(
                 "{}: {unreadable} directories could not be read",
                 variant.name()
+            );
+        }
+        if waits > 0 {
+            eprintln!(
+                "{}: waited for the ring {waits} times, {:.1} entries per wait",
+                variant.name(),
+                entries as f64 / waits as f64
             );
         }
     }

@@ -282,7 +282,11 @@ fn cancellation() -> Result<()> {
     tokio_uring::start(async {
         for round in 0..5 {
             let mut d = Dir::open_with_buffer(&dir, 512).await?;
-            ensure!(d.uses_io_uring());
+            ensure!(
+                d.uses_io_uring(),
+                "Dir reads without the op: {:?}",
+                uring_getdents::detect()
+            );
             let mut names = Vec::new();
             let mut dropped = 0;
             loop {
@@ -419,7 +423,11 @@ fn errors() -> Result<()> {
             let gone = Path::new(base).join("dir-gone");
             std::fs::create_dir_all(&gone)?;
             let mut d = Dir::open(&gone).await?;
-            ensure!(d.uses_io_uring());
+            ensure!(
+                d.uses_io_uring(),
+                "Dir reads without the op: {:?}",
+                uring_getdents::detect()
+            );
             std::fs::remove_dir(&gone)?;
             match d.next().await {
                 Some(Err(e)) => {
@@ -447,7 +455,11 @@ fn metadata() -> Result<()> {
     std::fs::write(dir.join("file"), vec![1u8; 10_000])?;
     tokio_uring::start(async {
         let mut d = Dir::open(&dir).await?;
-        ensure!(d.uses_io_uring());
+        ensure!(
+            d.uses_io_uring(),
+            "Dir reads without the op: {:?}",
+            uring_getdents::detect()
+        );
         let mut n = 0;
         while let Some(e) = d.next().await {
             let e = e?;

@@ -6,7 +6,7 @@
 //! for something that never comes, so the check waits a bounded time (`CHECK_TIMEOUT`).
 
 use crate::{getdents64, DirFd, DirentIter, Getdents, RawSqe};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -204,11 +204,32 @@ fn functional_check(
 ) -> Result<(), Check> {
     let reference_fd = open_dir(path).map_err(Check::CannotOpen)?;
     let op_fd = open_dir(path).map_err(Check::CannotOpen)?;
-    let mut reference = vec![0u8; 4096];
-    let n = getdents64(reference_fd.as_fd(), &mut reference)
+    let reference = first_buffer(reference_fd.as_fd(), 4096)
         .map_err(|e| Check::CannotOpen(format!("getdents64 {path}: {e}")))?;
-    reference.truncate(n);
     op_reads_like(ring, op_fd, &reference, sqe_for, timeout)
+}
+
+/// What one getdents64(2) of `size` bytes at offset 0 returns when nothing interrupts
+/// it. A single call is not that: filldir64 stops after the first record when a signal
+/// or task work is pending, which is the normal state of a thread whose tokio-uring
+/// ring has a completion on its way (the Dir::open that triggered detection). Records
+/// are packed in order until the next one does not fit, so reading on into the space
+/// left gives the same bytes as one uninterrupted call; EINVAL means the next record
+/// does not fit, the point where that call would have stopped.
+fn first_buffer(dir: BorrowedFd<'_>, size: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; size];
+    let mut filled = 0;
+    while filled < size {
+        match getdents64(dir, &mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if filled > 0 && e.raw_os_error() == Some(libc::EINVAL) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
 }
 
 /// Reads the first buffer of `op_fd` through the op and compares it with `reference`.
@@ -419,6 +440,59 @@ mod tests {
             use std::os::fd::FromRawFd;
             (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
         }
+    }
+
+    #[test]
+    fn the_reference_is_whole_while_ring_completions_arrive() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..200 {
+            std::fs::write(dir.path().join(format!("entry-{i:04}")), b"").unwrap();
+        }
+        let path = dir.path().to_str().unwrap();
+        let whole = first_buffer(open_dir(path).unwrap().as_fd(), 4096).unwrap();
+        assert!(whole.len() > 2048, "{} bytes", whole.len());
+        // READs of a pipe that another thread completes one by one: each completion
+        // comes back to this thread as task work announced like a signal
+        // (TIF_NOTIFY_SIGNAL), and one that arrives during a getdents64(2) stops
+        // filldir64 after the record it is at.
+        const READS: usize = 64;
+        let (read_end, write_end) = pipe();
+        let mut ring = io_uring::IoUring::new(READS as u32).unwrap();
+        let mut bytes = [0u8; READS];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            let read = opcode::Read::new(types::Fd(read_end.as_raw_fd()), byte, 1)
+                .build()
+                .user_data(i as u64);
+            // SAFETY: `bytes` and the pipe outlive the requests, which all complete
+            // before this test returns (the writer writes one byte per read).
+            unsafe { ring.submission().push(&read).unwrap() };
+        }
+        ring.submit().unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut w = std::fs::File::from(write_end);
+            for _ in 0..READS {
+                w.write_all(b"x").unwrap();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        let (mut single_short, mut rounds) = (0, 0);
+        while !writer.is_finished() {
+            let fd = open_dir(path).unwrap();
+            let mut one_call = vec![0u8; 4096];
+            if getdents64(fd.as_fd(), &mut one_call).unwrap() < whole.len() {
+                single_short += 1;
+            }
+            let fd = open_dir(path).unwrap();
+            assert_eq!(first_buffer(fd.as_fd(), 4096).unwrap(), whole);
+            rounds += 1;
+        }
+        writer.join().unwrap();
+        let mut seen = 0;
+        while seen < READS {
+            ring.submit_and_wait(1).unwrap();
+            seen += ring.completion().count();
+        }
+        eprintln!("{single_short} of {rounds} single getdents64 calls came back short");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::entry::DirEntry;
 use crate::error::{from_res, op_error};
+use crate::fallback;
 use crate::ops::{self, InFlight};
 use futures_core::Stream;
 use std::future::Future;
@@ -187,9 +188,10 @@ enum State {
     /// A read is on the ring. Kept here rather than in the `next()` future, so that
     /// dropping that future loses nothing: the next poll picks the same read up.
     InFlight(InFlight<ops::KernelWritable<ReadData>>, ops::SettledWitness),
-    /// A getdents64(2) of the fallback is running on the blocking pool. The task owns
-    /// the buffer and a share of the descriptor, so dropping the Dir meanwhile is safe.
-    Blocking(tokio::task::JoinHandle<(Vec<u8>, io::Result<usize>, bool)>),
+    /// A getdents64(2) of the fallback is queued for or running on the blocking pool.
+    /// The queued read owns the buffer and a share of the descriptor, so dropping the
+    /// Dir meanwhile is safe.
+    Blocking(fallback::PendingRead),
     /// `buf[pos..len]` holds records not yet returned.
     Filled {
         buf: Vec<u8>,
@@ -377,11 +379,7 @@ impl Dir {
                     }
                     Mode::Fallback => {
                         let fd = Arc::clone(&self.fd);
-                        self.state = State::Blocking(tokio::task::spawn_blocking(move || {
-                            let mut buf = buf;
-                            let (res, at_end) = read_batch(&fd, &mut buf);
-                            (buf, res, at_end)
-                        }));
+                        self.state = State::Blocking(fallback::read(fd, buf, read_batch));
                     }
                     Mode::Uring | Mode::Emulated => {
                         let (op, witness) = self.submit_read(buf);
@@ -405,21 +403,16 @@ impl Dir {
                         }
                     }
                 },
-                State::Blocking(mut task) => match Pin::new(&mut task).poll(cx) {
+                State::Blocking(mut read) => match Pin::new(&mut read).poll(cx) {
                     Poll::Pending => {
-                        self.state = State::Blocking(task);
+                        self.state = State::Blocking(read);
                         return Poll::Pending;
                     }
-                    Poll::Ready(Ok((buf, res, at_end))) => {
+                    Poll::Ready((buf, res, at_end)) => {
                         self.at_end = at_end;
                         if let Some(done) = self.finish_read(buf, res) {
                             return Poll::Ready(done);
                         }
-                    }
-                    // The buffer went with the task; the listing cannot go on.
-                    Poll::Ready(Err(e)) => {
-                        let err = io::Error::other(format!("getdents64 task failed: {e}"));
-                        return Poll::Ready(Some(Err(op_error("getdents", &self.path, err))));
                     }
                 },
                 State::Done => return Poll::Ready(None),
@@ -529,7 +522,7 @@ impl Dir {
         match state {
             // The read's share of the descriptor is dropped with its data here.
             State::InFlight(op, _) => drop(op.await),
-            State::Blocking(task) => drop(task.await),
+            State::Blocking(read) => drop(read.await),
             State::Idle(_) | State::Filled { .. } | State::Done => {}
         }
         if let Some((op, _)) = ahead {

@@ -38,6 +38,7 @@
 mod dir;
 mod entry;
 mod error;
+mod fallback;
 mod ops;
 mod walk;
 

@@ -5,9 +5,11 @@ use crate::error::{from_res, op_error};
 use crate::fallback;
 use crate::ops::{self, InFlight};
 use futures_core::Stream;
+use std::ffi::OsString;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -202,6 +204,13 @@ enum State {
     Done,
 }
 
+/// One entry as the directory lists it, `.` and `..` left out.
+pub(crate) struct Record {
+    pub(crate) name: OsString,
+    pub(crate) ino: u64,
+    pub(crate) d_type: u8,
+}
+
 /// An open directory whose entries are read through the tokio-uring runtime's ring.
 ///
 /// Entries come one at a time from a reusable buffer, which is refilled (with
@@ -330,43 +339,60 @@ impl Dir {
     /// Polls for the next entry: the building block of [`next`](Self::next) and of the
     /// [`Stream`] implementation.
     pub fn poll_next_entry(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<DirEntry>>> {
+        self.poll_next_record(cx).map(|next| {
+            next.map(|record| {
+                record.map(|Record { name, ino, d_type }| {
+                    DirEntry::new(self.path.clone(), self.fd.clone(), name, ino, d_type)
+                })
+            })
+        })
+    }
+
+    /// The next record without the directory's shares a [`DirEntry`] takes: the walk
+    /// builds its own entries, and two reference counts per entry are a large part of
+    /// the per-entry cost where atomics are dear (a TCG guest).
+    pub(crate) fn poll_next_record(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Record>>> {
         loop {
+            // The common case, a record from the filled buffer, in place: moving the
+            // state out and back per entry costs more than parsing the record.
+            if let State::Filled { buf, len, pos } = &mut self.state {
+                let mut records = DirentIter::new(buf.get(*pos..*len).unwrap_or_default());
+                match records.next() {
+                    Some(Ok(record)) => {
+                        *pos += records.position();
+                        let name = record.c_name.to_bytes();
+                        if name == b"." || name == b".." {
+                            continue;
+                        }
+                        return Poll::Ready(Some(Ok(Record {
+                            name: OsString::from_vec(name.to_vec()),
+                            ino: record.ino,
+                            d_type: record.d_type,
+                        })));
+                    }
+                    Some(Err(e)) => {
+                        self.state = State::Done;
+                        let err = io::Error::new(io::ErrorKind::InvalidData, e);
+                        return Poll::Ready(Some(Err(op_error("getdents", &self.path, err))));
+                    }
+                    // Every record returned: the match below moves on.
+                    None => {}
+                }
+            }
             // Each arm stores the state that follows; should anything panic meanwhile,
             // the Dir is left ended rather than half-updated.
             match std::mem::replace(&mut self.state, State::Done) {
-                State::Filled { buf, len, pos } => {
-                    let mut records = DirentIter::new(buf.get(pos..len).unwrap_or_default());
-                    let record = match records.next() {
-                        None => {
-                            self.state = match self.ahead.take() {
-                                Some((op, witness)) => {
-                                    self.spare = Some(buf);
-                                    State::InFlight(op, witness)
-                                }
-                                None => State::Idle(buf),
-                            };
-                            continue;
+                State::Filled { buf, .. } => {
+                    self.state = match self.ahead.take() {
+                        Some((op, witness)) => {
+                            self.spare = Some(buf);
+                            State::InFlight(op, witness)
                         }
-                        Some(Err(e)) => {
-                            let err = io::Error::new(io::ErrorKind::InvalidData, e);
-                            return Poll::Ready(Some(Err(op_error("getdents", &self.path, err))));
-                        }
-                        Some(Ok(record)) => record,
+                        None => State::Idle(buf),
                     };
-                    let entry = (record.name() != "." && record.name() != "..").then(|| {
-                        DirEntry::new(
-                            self.path.clone(),
-                            self.fd.clone(),
-                            record.name(),
-                            record.ino,
-                            record.d_type,
-                        )
-                    });
-                    let pos = pos + records.position();
-                    self.state = State::Filled { buf, len, pos };
-                    if let Some(entry) = entry {
-                        return Poll::Ready(Some(Ok(entry)));
-                    }
                 }
                 State::Idle(_) if self.at_end => return Poll::Ready(None),
                 State::Idle(buf) => match self.mode {
@@ -460,7 +486,7 @@ impl Dir {
         &mut self,
         buf: Vec<u8>,
         res: io::Result<usize>,
-    ) -> Option<Option<io::Result<DirEntry>>> {
+    ) -> Option<Option<io::Result<Record>>> {
         match res {
             Ok(0) => {
                 give_back(buf);

@@ -40,32 +40,22 @@ impl DirEntry {
     pub(crate) fn new(
         dir: Arc<Path>,
         dir_fd: Arc<OwnedFd>,
-        name: &OsStr,
+        name: OsString,
         ino: u64,
         d_type: u8,
     ) -> Self {
         Self {
             dir,
             dir_fd,
-            name: name.to_owned(),
+            name,
             ino,
             d_type,
         }
     }
 
-    /// The directory's descriptor share, for the walk's stats.
-    pub(crate) fn dir_fd(&self) -> &Arc<OwnedFd> {
-        &self.dir_fd
-    }
-
     /// The type the directory entry reports, `None` for `DT_UNKNOWN`.
     pub(crate) fn d_type(&self) -> Option<FileType> {
         FileType::from_d_type(self.d_type)
-    }
-
-    /// The name and inode, giving up the shares of the directory.
-    pub(crate) fn into_name_and_ino(self) -> (OsString, u64) {
-        (self.name, self.ino)
     }
 
     /// The entry's name: any bytes except `/` and NUL, not necessarily UTF-8.
@@ -425,7 +415,7 @@ mod tests {
                 DirEntry::new(
                     dir.clone(),
                     dir_fd.clone(),
-                    OsStr::new(name),
+                    OsStr::new(name).into(),
                     0,
                     libc::DT_UNKNOWN,
                 )

@@ -5,7 +5,8 @@
 //! poll moves every operation it owns along (opens, directory reads, stats), so that
 //! when the runtime next waits, all of them go to the kernel in one submission.
 
-use crate::entry::{dev_of, DirEntry, FileType, Metadata};
+use crate::dir::Record;
+use crate::entry::{dev_of, FileType, Metadata};
 use crate::error::op_error;
 use crate::ops::{self, OpenDir};
 use crate::{Dir, DirOptions};
@@ -287,7 +288,7 @@ type StatFuture = Pin<Box<dyn Future<Output = io::Result<libc::statx>>>>;
 /// An entry waiting for its stat.
 struct Stat {
     stat: StatFuture,
-    entry: DirEntry,
+    entry: Record,
     depth: usize,
     parent: Rc<Parent>,
     /// The stat follows the entry's symlink.
@@ -533,7 +534,7 @@ impl Walk {
             if self.stats.len() >= MAX_STATS_IN_FLIGHT || self.ready.len() >= READY_HIGH_WATER {
                 break;
             }
-            match self.readers[i].dir.poll_next_entry(cx) {
+            match self.readers[i].dir.poll_next_record(cx) {
                 Poll::Pending => i += 1,
                 Poll::Ready(Some(Ok(entry))) => {
                     progressed = true;
@@ -575,9 +576,9 @@ impl Walk {
 
     /// An entry of reader `i`: reported at once, or after a stat when the walk needs
     /// more than the directory entry says.
-    fn found(&mut self, i: usize, entry: DirEntry) {
+    fn found(&mut self, i: usize, entry: Record) {
         let depth = self.readers[i].depth + 1;
-        let d_type = entry.d_type();
+        let d_type = FileType::from_d_type(entry.d_type);
         let may_descend = depth < self.options.max_depth;
         let following =
             self.options.follow_links && may_descend && d_type.is_some_and(|t| t.is_symlink());
@@ -593,8 +594,8 @@ impl Walk {
                 self.report(entry, depth, file_type, None, &parent, false);
             }
             _ => {
-                let fd = Arc::clone(entry.dir_fd());
-                let name = entry.file_name().to_owned();
+                let fd = Arc::clone(self.readers[i].dir.fd_share());
+                let name = entry.name.clone();
                 let flags = if following {
                     0
                 } else {
@@ -635,9 +636,10 @@ impl Walk {
                     let file_type = FileType::from_mode(u32::from(stx.stx_mode));
                     self.report(entry, depth, file_type, Some(&stx), &parent, following);
                 }
-                Err(e) => self
-                    .ready
-                    .push_back(Err(op_error("statx", &entry.path(), e))),
+                Err(e) => {
+                    self.ready
+                        .push_back(Err(op_error("statx", &parent.path.join(&entry.name), e)))
+                }
             }
         }
         progressed
@@ -646,7 +648,7 @@ impl Walk {
     /// Hands `entry` out, and queues it for opening when it is a directory to walk.
     fn report(
         &mut self,
-        entry: DirEntry,
+        entry: Record,
         depth: usize,
         file_type: FileType,
         stx: Option<&libc::statx>,
@@ -654,7 +656,9 @@ impl Walk {
         following: bool,
     ) {
         let is_symlink = following || file_type.is_symlink();
-        let (name, d_ino) = entry.into_name_and_ino();
+        let Record {
+            name, ino: d_ino, ..
+        } = entry;
         if file_type.is_dir() && depth < self.options.max_depth {
             let path: Arc<Path> = Arc::from(parent.path.join(&name));
             let dev = stx.map(dev_of);

@@ -104,13 +104,9 @@ impl<'a> Iterator for DirentIter<'a> {
                 },
             );
         }
-        let name_area = &rest[HEADER..reclen];
-        let Some(nul) = name_area.iter().position(|&b| b == 0) else {
-            return fail(self, DirentError::BadName(at));
-        };
-        // The first NUL ends the name, so the slice up to it has no other.
-        let c_name = match CStr::from_bytes_with_nul(&name_area[..=nul]) {
-            Ok(c) if nul > 0 => c,
+        // One memchr finds the terminator: this runs once per entry of every listing.
+        let c_name = match CStr::from_bytes_until_nul(&rest[HEADER..reclen]) {
+            Ok(c) if !c.is_empty() => c,
             _ => return fail(self, DirentError::BadName(at)),
         };
         self.pos += reclen;

@@ -3,13 +3,12 @@
 use crate::entry::DirEntry;
 use crate::error::{from_res, op_error};
 use crate::fallback;
+use crate::name::Name;
 use crate::ops::{self, InFlight};
 use futures_core::Stream;
-use std::ffi::OsString;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -206,7 +205,7 @@ enum State {
 
 /// One entry as the directory lists it, `.` and `..` left out.
 pub(crate) struct Record {
-    pub(crate) name: OsString,
+    pub(crate) name: Name,
     pub(crate) ino: u64,
     pub(crate) d_type: u8,
 }
@@ -368,7 +367,7 @@ impl Dir {
                             continue;
                         }
                         return Poll::Ready(Some(Ok(Record {
-                            name: OsString::from_vec(name.to_vec()),
+                            name: Name::new(name),
                             ino: record.ino,
                             d_type: record.d_type,
                         })));

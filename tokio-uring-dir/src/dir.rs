@@ -335,6 +335,12 @@ impl Dir {
         std::future::poll_fn(|cx| self.poll_next_entry(cx)).await
     }
 
+    /// True while the next poll can only wait for a read already polled (on the ring
+    /// or the blocking pool), which wakes the task when it completes.
+    pub(crate) fn waits_for_completion(&self) -> bool {
+        matches!(self.state, State::InFlight(..) | State::Blocking(_))
+    }
+
     /// Polls for the next entry: the building block of [`next`](Self::next) and of the
     /// [`Stream`] implementation.
     pub fn poll_next_entry(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<DirEntry>>> {

@@ -21,8 +21,9 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
 
 /// The default bound on directory descriptors a walk holds (see [`WalkDir::max_open`]).
 pub const DEFAULT_MAX_OPEN: usize = 32;
@@ -163,6 +164,7 @@ impl WalkDir {
             ready: VecDeque::new(),
             kept_parents: VecDeque::new(),
             root_dev: None,
+            nudge: Arc::default(),
             options: self,
         }
     }
@@ -275,6 +277,42 @@ struct Pending {
 struct Opening {
     open: OpenDir,
     pending: Pending,
+    /// Polled once, so a completion will wake the walk.
+    polled: bool,
+}
+
+/// The waker the walk's requests hold: it notes that one of them completed before
+/// waking the walk's task, so that a poll with nothing completed does not poll every
+/// request in flight again (in tokio-uring each such poll borrows the driver and looks
+/// the request up: a third of a walk's per-directory instructions went there).
+#[derive(Default)]
+struct Nudge {
+    woken: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Nudge {
+    fn set_task(&self, waker: &Waker) {
+        let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *task {
+            Some(known) if known.will_wake(waker) => {}
+            other => *other = Some(waker.clone()),
+        }
+    }
+}
+
+impl Wake for Nudge {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(task) = &*task {
+            task.wake_by_ref();
+        }
+    }
 }
 
 struct Reader {
@@ -330,6 +368,7 @@ pub struct Walk {
     kept_parents: VecDeque<Weak<Parent>>,
     /// The root's filesystem, for [`WalkDir::same_file_system`].
     root_dev: Option<u64>,
+    nudge: Arc<Nudge>,
 }
 
 impl std::fmt::Debug for Walk {
@@ -448,10 +487,16 @@ impl Walk {
 
     /// One round over everything in flight; false when nothing moved.
     fn step(&mut self, cx: &mut Context<'_>) -> bool {
+        self.nudge.set_task(cx.waker());
+        // Swapped before anything is polled: a completion from here on sets it again
+        // and is seen by the next step.
+        let completed = self.nudge.woken.swap(false, Ordering::AcqRel);
+        let waker = Waker::from(Arc::clone(&self.nudge));
+        let cx = &mut Context::from_waker(&waker);
         let mut progressed = self.start_opens();
-        progressed |= self.poll_opens(cx);
+        progressed |= self.poll_opens(cx, completed);
         progressed |= self.poll_stats(cx);
-        progressed |= self.poll_readers(cx);
+        progressed |= self.poll_readers(cx, completed);
         // Opens made possible by directories that just ended start in this round, so
         // that they go to the kernel with the rest.
         progressed |= self.start_opens();
@@ -497,7 +542,11 @@ impl Walk {
                 None => ops::open_dir_at(None, pending.path.as_os_str(), nofollow),
             };
             match open {
-                Ok(open) => self.opening.push(Opening { open, pending }),
+                Ok(open) => self.opening.push(Opening {
+                    open,
+                    pending,
+                    polled: false,
+                }),
                 Err(e) => self
                     .ready
                     .push_back(Err(op_error("open", &pending.path, e))),
@@ -506,11 +555,19 @@ impl Walk {
         started
     }
 
-    fn poll_opens(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Polls the opens that may have completed: all after a completion, else only
+    /// those never polled.
+    fn poll_opens(&mut self, cx: &mut Context<'_>, completed: bool) -> bool {
         let mut progressed = false;
         let mut i = 0;
         while i < self.opening.len() {
-            let Poll::Ready(res) = Pin::new(&mut self.opening[i].open).poll(cx) else {
+            let opening = &mut self.opening[i];
+            if opening.polled && !completed {
+                i += 1;
+                continue;
+            }
+            let Poll::Ready(res) = Pin::new(&mut opening.open).poll(cx) else {
+                opening.polled = true;
                 i += 1;
                 continue;
             };
@@ -532,12 +589,18 @@ impl Walk {
         progressed
     }
 
-    fn poll_readers(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Takes entries from the readers; one waiting for a read is polled only after a
+    /// completion (its read was polled when it started, so it wakes the walk).
+    fn poll_readers(&mut self, cx: &mut Context<'_>, completed: bool) -> bool {
         let mut progressed = false;
         let mut i = 0;
         while i < self.readers.len() {
             if self.stats.len() >= MAX_STATS_IN_FLIGHT || self.ready.len() >= READY_HIGH_WATER {
                 break;
+            }
+            if !completed && self.readers[i].dir.waits_for_completion() {
+                i += 1;
+                continue;
             }
             match self.readers[i].dir.poll_next_record(cx) {
                 Poll::Pending => i += 1,
